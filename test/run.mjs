@@ -1,0 +1,78 @@
+// Runs every test/**/*.test.ts file in its own Node process (through tsx),
+// two at a time, and ends with the line `N passed, N failed`.
+//
+// Usage: node test/run.mjs [FILTER...]
+//   FILTER  keep only test files whose path contains one of these strings
+// Environment:
+//   TEST_TIMEOUT_SECONDS  per-file time limit (default 300)
+//   TEST_JOBS             files run at once (default 2)
+
+import { spawn } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const filters = process.argv.slice(2);
+const timeoutMs = Number(process.env.TEST_TIMEOUT_SECONDS ?? 300) * 1000;
+const jobs = Number(process.env.TEST_JOBS ?? 2);
+
+function findTests(dir) {
+  const found = [];
+  for (const entry of readdirSync(dir)) {
+    const path = join(dir, entry);
+    if (statSync(path).isDirectory()) found.push(...findTests(path));
+    else if (entry.endsWith('.test.ts')) found.push(path);
+  }
+  return found;
+}
+
+const files = findTests(join(root, 'test'))
+  .map((path) => relative(root, path))
+  .filter((path) => filters.length === 0 || filters.some((f) => path.includes(f)))
+  .sort();
+
+function runFile(file) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, ['--import', 'tsx', file], {
+      cwd: root,
+      env: { ...process.env, FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    const timer = setTimeout(() => {
+      output += `\n${file}: timed out after ${timeoutMs / 1000} s\n`;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const total = Number(/Total:\s+(\d+)/.exec(output)?.[1] ?? 0);
+      const passed = Number(/Passed:\s+(\d+)/.exec(output)?.[1] ?? 0);
+      // A file that crashed or exited non-zero with every test passing
+      // still counts one failure, so a crash is never silent.
+      let failed = total - passed;
+      if (code !== 0 && failed === 0) failed = 1;
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      resolve({ file, passed, failed, output, seconds });
+    });
+  });
+}
+
+let passed = 0;
+let failed = 0;
+const queue = [...files];
+async function worker() {
+  for (let file = queue.shift(); file; file = queue.shift()) {
+    const result = await runFile(file);
+    passed += result.passed;
+    failed += result.failed;
+    const mark = result.failed === 0 ? 'ok  ' : 'FAIL';
+    console.log(`${mark} ${file}: ${result.passed} passed, ${result.failed} failed (${result.seconds} s)`);
+    if (result.failed > 0) console.log(result.output);
+  }
+}
+await Promise.all(Array.from({ length: jobs }, worker));
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && files.length > 0 ? 0 : 1);
