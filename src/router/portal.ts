@@ -1,0 +1,623 @@
+import {
+  Observable,
+  Subject,
+  concat,
+  defer,
+  filter,
+  map,
+  of,
+  takeUntil,
+} from 'rxjs';
+import { IpczError } from '../errors';
+import { Box } from './box';
+import { Parcel as RouterParcel, type ParcelObject } from './parcel';
+import { LocalRouterLink } from './local-router-link';
+import { Router, type PortalStatus, type RouterRegistry } from './router';
+
+export type { PortalStatus } from './router';
+
+/** What a parcel can carry besides bytes. */
+export type Handle = Portal | Box;
+
+/** Conditions a trap watches, as ipcz's IPCZ_TRAP_* flags. */
+export interface TrapConditions {
+  peerClosed?: boolean;
+  dead?: boolean;
+  aboveMinLocalParcels?: number;
+  aboveMinLocalBytes?: number;
+  belowMaxRemoteParcels?: number;
+  belowMaxRemoteBytes?: number;
+  newLocalParcel?: boolean;
+  consumedRemoteParcel?: boolean;
+}
+
+export interface TrapEvent {
+  /** The watched conditions that hold (or just happened) now. */
+  conditions: TrapConditions;
+  status: PortalStatus;
+}
+
+export interface PutLimits {
+  maxQueuedParcels?: number;
+  maxQueuedBytes?: number;
+}
+
+export interface PutOptions {
+  limits?: PutLimits;
+}
+
+export interface PendingPut {
+  data: Uint8Array;
+  commit(bytesWritten: number, handles?: Handle[]): void;
+  abort(): void;
+}
+
+export interface PendingGet {
+  data: Uint8Array;
+  handles: Handle[];
+  commit(bytesConsumed?: number): void;
+  abort(): void;
+}
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+
+/** A received parcel: bytes plus handles. */
+export class Parcel {
+  constructor(
+    readonly data: Uint8Array,
+    readonly handles: Handle[],
+    private readonly origin: RouterParcel,
+  ) {}
+
+  /** Decodes the data as UTF-8. */
+  text(): string {
+    return textDecoder.decode(this.data);
+  }
+
+  /**
+   * Reports the parcel as invalid to the node link it came over, which is
+   * dropped; `node.badMessages$` emits the reason. Throws
+   * `FAILED_PRECONDITION` for a parcel that never left this node.
+   */
+  reject(reason: string): void {
+    const source = this.origin.source;
+    if (source === null) {
+      throw new IpczError(
+        'FAILED_PRECONDITION',
+        'cannot reject a parcel that was sent from this node',
+      );
+    }
+    source.reject(reason);
+  }
+}
+
+type PortalState = 'open' | 'closed' | 'moved';
+
+/**
+ * One end of a route. Parcels put into a portal come out of its peer in
+ * order; handles in them move with them.
+ */
+export class Portal {
+  private state: PortalState = 'open';
+  private pendingPut = false;
+  private pendingGet = false;
+  private reading = false;
+  private readonly released = new Subject<void>();
+
+  constructor(readonly router: Router) {}
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  /**
+   * Sends bytes and handles to the peer portal. All or nothing: when it
+   * throws, nothing was sent and every handle is still usable.
+   */
+  put(
+    data?: Uint8Array | string,
+    handles: Handle[] = [],
+    options: PutOptions = {},
+  ): void {
+    this.requireOpen('put');
+    const bytes = toBytes(data);
+    this.checkHandles(handles);
+    this.checkLimits(bytes.byteLength, options.limits);
+    this.sendParcel(bytes, handles);
+  }
+
+  /**
+   * Takes the next parcel. Throws `UNAVAILABLE` when none is queued and
+   * `NOT_FOUND` when the peer closed and every parcel was taken.
+   */
+  get(): Parcel {
+    this.requireOpen('get');
+    if (this.pendingGet) {
+      throw new IpczError('ALREADY_EXISTS', 'a two-phase get is pending');
+    }
+    const parcel = this.router.takeInbound();
+    if (parcel === undefined) throw this.nothingToGet();
+    return this.wrapParcel(parcel);
+  }
+
+  /**
+   * Starts a two-phase put with a buffer of at least `capacity` bytes.
+   * Throws `ALREADY_EXISTS` while another is pending and `NOT_FOUND` when
+   * the peer is closed.
+   */
+  beginPut(capacity: number): PendingPut {
+    this.requireOpen('beginPut');
+    if (!Number.isSafeInteger(capacity) || capacity < 0) {
+      throw new IpczError(
+        'INVALID_ARGUMENT',
+        `capacity must be a non-negative integer, got ${capacity}`,
+      );
+    }
+    if (this.pendingPut) {
+      throw new IpczError('ALREADY_EXISTS', 'a two-phase put is pending');
+    }
+    if (this.router.isPeerClosed) {
+      throw new IpczError('NOT_FOUND', 'the portal\'s peer is closed');
+    }
+    this.pendingPut = true;
+    const data = new Uint8Array(capacity);
+    let done = false;
+    const finish = () => {
+      done = true;
+      this.pendingPut = false;
+    };
+    return {
+      data,
+      commit: (bytesWritten: number, handles: Handle[] = []) => {
+        if (done) {
+          throw new IpczError('FAILED_PRECONDITION', 'the put has ended');
+        }
+        if (
+          !Number.isSafeInteger(bytesWritten) ||
+          bytesWritten < 0 ||
+          bytesWritten > capacity
+        ) {
+          throw new IpczError(
+            'INVALID_ARGUMENT',
+            `bytesWritten must be in [0, ${capacity}], got ${bytesWritten}`,
+          );
+        }
+        this.requireOpen('commit');
+        this.checkHandles(handles);
+        if (this.router.isPeerClosed) {
+          throw new IpczError('NOT_FOUND', 'the portal\'s peer is closed');
+        }
+        finish();
+        this.sendParcel(data.slice(0, bytesWritten), handles);
+      },
+      abort: () => {
+        if (done) {
+          throw new IpczError('FAILED_PRECONDITION', 'the put has ended');
+        }
+        finish();
+      },
+    };
+  }
+
+  /**
+   * Starts a two-phase get of the front parcel. Committing fewer bytes
+   * than `data.length` leaves the rest as the front parcel.
+   */
+  beginGet(): PendingGet {
+    this.requireOpen('beginGet');
+    if (this.pendingGet) {
+      throw new IpczError('ALREADY_EXISTS', 'a two-phase get is pending');
+    }
+    const front = this.router.peekInbound();
+    if (front === undefined) throw this.nothingToGet();
+    this.pendingGet = true;
+    const handles = front.objects.map(toHandle);
+    let done = false;
+    const finish = () => {
+      done = true;
+      this.pendingGet = false;
+    };
+    return {
+      data: front.data,
+      handles,
+      commit: (bytesConsumed = front.data.byteLength) => {
+        if (done) {
+          throw new IpczError('FAILED_PRECONDITION', 'the get has ended');
+        }
+        if (
+          !Number.isSafeInteger(bytesConsumed) ||
+          bytesConsumed < 0 ||
+          bytesConsumed > front.data.byteLength
+        ) {
+          throw new IpczError(
+            'OUT_OF_RANGE',
+            `bytesConsumed must be in [0, ${front.data.byteLength}], ` +
+              `got ${bytesConsumed}`,
+          );
+        }
+        finish();
+        if (bytesConsumed === front.data.byteLength) {
+          this.router.takeInbound();
+        } else {
+          this.router.consumePartial(bytesConsumed);
+        }
+      },
+      abort: () => {
+        if (done) {
+          throw new IpczError('FAILED_PRECONDITION', 'the get has ended');
+        }
+        finish();
+      },
+    };
+  }
+
+  /**
+   * Emits each parcel as it arrives (and every one already queued),
+   * taking it from the portal. Completes once the peer closed and every
+   * parcel it sent was emitted, or when this portal closes. One
+   * subscriber at a time: a second concurrent one errors with
+   * `FAILED_PRECONDITION`.
+   */
+  get parcels$(): Observable<Parcel> {
+    return new Observable<Parcel>((subscriber) => {
+      if (this.reading) {
+        subscriber.error(
+          new IpczError(
+            'FAILED_PRECONDITION',
+            'parcels$ already has a subscriber on this portal',
+          ),
+        );
+        return;
+      }
+      if (!this.isOpen) {
+        subscriber.complete();
+        return;
+      }
+      this.reading = true;
+      let draining = false;
+      const drain = () => {
+        if (draining) return;
+        draining = true;
+        try {
+          while (!subscriber.closed && this.isOpen && !this.pendingGet) {
+            const parcel = this.router.takeInbound();
+            if (parcel === undefined) break;
+            subscriber.next(this.wrapParcel(parcel));
+          }
+          if (this.router.isDead || !this.isOpen) subscriber.complete();
+        } finally {
+          draining = false;
+        }
+      };
+      const subscription = this.router.statusChanges
+        .pipe(takeUntil(this.released))
+        .subscribe({
+          next: (change) => {
+            if (change.reason !== 'remote-activity') drain();
+          },
+          complete: () => subscriber.complete(),
+        });
+      drain();
+      return () => {
+        this.reading = false;
+        subscription.unsubscribe();
+      };
+    });
+  }
+
+  /** Returns the portal's status, refreshing the peer's queue counts. */
+  status(): PortalStatus {
+    return this.router.status();
+  }
+
+  /** Emits the current status, then the status after each change. */
+  get status$(): Observable<PortalStatus> {
+    return defer(() =>
+      concat(
+        of(this.router.status()),
+        this.router.statusChanges.pipe(
+          takeUntil(this.released),
+          map((change) => change.status),
+        ),
+      ),
+    );
+  }
+
+  /**
+   * Watches conditions. Emits when one already holds at subscription and
+   * each time one becomes true again (edge-triggered); `newLocalParcel`
+   * and `consumedRemoteParcel` fire on each such event. Completes when
+   * the portal closes or is sent away.
+   */
+  trap(conditions: TrapConditions): Observable<TrapEvent> {
+    checkTrapConditions(conditions);
+    const watchesRemote =
+      conditions.belowMaxRemoteParcels !== undefined ||
+      conditions.belowMaxRemoteBytes !== undefined ||
+      conditions.consumedRemoteParcel === true;
+    return new Observable<TrapEvent>((subscriber) => {
+      if (!this.isOpen) {
+        subscriber.complete();
+        return;
+      }
+      if (watchesRemote) this.router.setRemoteMonitoring(true);
+      let previous = evaluateLevels(conditions, this.router.status());
+      if (Object.keys(previous).length > 0) {
+        subscriber.next({ conditions: previous, status: this.router.status() });
+      }
+      const subscription = this.router.statusChanges
+        .pipe(
+          takeUntil(this.released),
+          map((change) => {
+            const levels = evaluateLevels(conditions, change.status);
+            const fired = risingEdges(previous, levels);
+            previous = levels;
+            if (change.reason === 'new-local-parcel' && conditions.newLocalParcel) {
+              fired.newLocalParcel = true;
+            }
+            if (
+              change.reason === 'remote-activity' &&
+              conditions.consumedRemoteParcel
+            ) {
+              fired.consumedRemoteParcel = true;
+            }
+            return { conditions: fired, status: change.status };
+          }),
+          filter((event) => Object.keys(event.conditions).length > 0),
+        )
+        .subscribe(subscriber);
+      return () => {
+        subscription.unsubscribe();
+        if (watchesRemote && this.isOpen) {
+          this.router.setRemoteMonitoring(false);
+        }
+      };
+    });
+  }
+
+  /** Closes the portal; the peer sees closure after every parcel sent. */
+  close(): void {
+    this.requireOpen('close');
+    this.state = 'closed';
+    this.pendingGet = false;
+    this.pendingPut = false;
+    this.released.next();
+    this.released.complete();
+    this.router.close();
+  }
+
+  /** Marks the portal as sent: its router now belongs to a parcel. */
+  private releaseForTransfer(): Router {
+    this.state = 'moved';
+    this.released.next();
+    this.released.complete();
+    return this.router;
+  }
+
+  private sendParcel(bytes: Uint8Array, handles: Handle[]): void {
+    if (this.router.isPeerClosed) {
+      throw new IpczError('NOT_FOUND', 'the portal\'s peer is closed');
+    }
+    const objects: ParcelObject[] = handles.map((handle) =>
+      handle instanceof Portal
+        ? handle.releaseForTransfer()
+        : new Box(handle.takeObject()),
+    );
+    this.router.put(new RouterParcel(bytes, objects));
+  }
+
+  private checkHandles(handles: Handle[]): void {
+    if (!Array.isArray(handles)) {
+      throw new IpczError('INVALID_ARGUMENT', 'handles must be an array');
+    }
+    const seen = new Set<Handle>();
+    const peer = this.router.outward?.localPeer() ?? null;
+    handles.forEach((handle, index) => {
+      if (seen.has(handle)) {
+        throw new IpczError(
+          'INVALID_ARGUMENT',
+          `handles[${index}] is listed more than once`,
+        );
+      }
+      seen.add(handle);
+      if (handle instanceof Portal) {
+        checkSendablePortal(handle, index, this, peer);
+      } else if (handle instanceof Box) {
+        if (handle.isSpent) {
+          throw new IpczError(
+            'INVALID_ARGUMENT',
+            `handles[${index}] is a box that was already unboxed or sent`,
+          );
+        }
+      } else {
+        throw new IpczError(
+          'INVALID_ARGUMENT',
+          `handles[${index}] is neither a Portal nor a Box`,
+        );
+      }
+    });
+  }
+
+  private checkLimits(byteLength: number, limits: PutLimits | undefined) {
+    if (limits === undefined) return;
+    const status = this.router.status();
+    const queuedParcels = status.remoteParcels + this.router.unsentParcels;
+    const queuedBytes = status.remoteBytes + this.router.unsentBytes;
+    const { maxQueuedParcels, maxQueuedBytes } = limits;
+    if (maxQueuedParcels !== undefined && queuedParcels >= maxQueuedParcels) {
+      throw new IpczError(
+        'RESOURCE_EXHAUSTED',
+        `${queuedParcels} parcels are queued for the peer, the limit is ` +
+          `${maxQueuedParcels}`,
+      );
+    }
+    if (
+      maxQueuedBytes !== undefined &&
+      queuedBytes + byteLength > maxQueuedBytes
+    ) {
+      throw new IpczError(
+        'RESOURCE_EXHAUSTED',
+        `${queuedBytes} bytes are queued for the peer, and ${byteLength} ` +
+          `more would pass the limit of ${maxQueuedBytes}`,
+      );
+    }
+  }
+
+  private wrapParcel(parcel: RouterParcel): Parcel {
+    return new Parcel(parcel.data, parcel.objects.map(toHandle), parcel);
+  }
+
+  private nothingToGet(): IpczError {
+    if (this.router.isDead) {
+      return new IpczError(
+        'NOT_FOUND',
+        'the peer is closed and every parcel was taken',
+      );
+    }
+    return new IpczError('UNAVAILABLE', 'no parcel is queued');
+  }
+
+  private requireOpen(operation: string): void {
+    if (this.state === 'open') return;
+    const why = this.state === 'closed' ? 'closed' : 'sent in a parcel';
+    throw new IpczError(
+      'INVALID_ARGUMENT',
+      `cannot ${operation}: the portal was ${why}`,
+    );
+  }
+
+  /** Whether a two-phase put or get is pending. */
+  get hasPendingTwoPhase(): boolean {
+    return this.pendingGet || this.pendingPut;
+  }
+}
+
+function checkSendablePortal(
+  handle: Portal,
+  index: number,
+  sender: Portal,
+  senderPeer: Router | null,
+): void {
+  if (handle === sender) {
+    throw new IpczError(
+      'INVALID_ARGUMENT',
+      `handles[${index}] is the portal it is being sent through`,
+    );
+  }
+  if (!handle.isOpen) {
+    throw new IpczError(
+      'INVALID_ARGUMENT',
+      `handles[${index}] is a portal that was closed or already sent`,
+    );
+  }
+  if (senderPeer !== null && handle.router === senderPeer) {
+    throw new IpczError(
+      'INVALID_ARGUMENT',
+      `handles[${index}] is the local peer of the portal it is sent through`,
+    );
+  }
+  if (handle.hasPendingTwoPhase) {
+    throw new IpczError(
+      'FAILED_PRECONDITION',
+      `handles[${index}] has a pending two-phase put or get`,
+    );
+  }
+}
+
+function toHandle(object: ParcelObject): Handle {
+  return object instanceof Router ? new Portal(object) : object;
+}
+
+function toBytes(data: Uint8Array | string | undefined): Uint8Array {
+  if (data === undefined) return new Uint8Array(0);
+  if (typeof data === 'string') return textEncoder.encode(data);
+  if (data instanceof Uint8Array) return data.slice();
+  throw new IpczError(
+    'INVALID_ARGUMENT',
+    `data must be a Uint8Array or a string, got ${typeof data}`,
+  );
+}
+
+const countConditions = [
+  'aboveMinLocalParcels',
+  'aboveMinLocalBytes',
+  'belowMaxRemoteParcels',
+  'belowMaxRemoteBytes',
+] as const;
+
+function checkTrapConditions(conditions: TrapConditions): void {
+  if (typeof conditions !== 'object' || conditions === null) {
+    throw new IpczError('INVALID_ARGUMENT', 'trap conditions must be an object');
+  }
+  for (const key of countConditions) {
+    const value = conditions[key];
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
+      throw new IpczError(
+        'INVALID_ARGUMENT',
+        `trap condition ${key} must be a non-negative integer, got ${value}`,
+      );
+    }
+  }
+}
+
+/** The level-triggered conditions that hold for `status`. */
+function evaluateLevels(
+  conditions: TrapConditions,
+  status: PortalStatus,
+): TrapConditions {
+  const holds: TrapConditions = {};
+  if (conditions.peerClosed && status.peerClosed) holds.peerClosed = true;
+  if (conditions.dead && status.dead) holds.dead = true;
+  const { aboveMinLocalParcels, aboveMinLocalBytes } = conditions;
+  const { belowMaxRemoteParcels, belowMaxRemoteBytes } = conditions;
+  if (
+    aboveMinLocalParcels !== undefined &&
+    status.localParcels > aboveMinLocalParcels
+  ) {
+    holds.aboveMinLocalParcels = aboveMinLocalParcels;
+  }
+  if (
+    aboveMinLocalBytes !== undefined &&
+    status.localBytes > aboveMinLocalBytes
+  ) {
+    holds.aboveMinLocalBytes = aboveMinLocalBytes;
+  }
+  if (
+    belowMaxRemoteParcels !== undefined &&
+    status.remoteParcels < belowMaxRemoteParcels
+  ) {
+    holds.belowMaxRemoteParcels = belowMaxRemoteParcels;
+  }
+  if (
+    belowMaxRemoteBytes !== undefined &&
+    status.remoteBytes < belowMaxRemoteBytes
+  ) {
+    holds.belowMaxRemoteBytes = belowMaxRemoteBytes;
+  }
+  return holds;
+}
+
+/** The conditions in `now` that did not hold in `before`. */
+function risingEdges(
+  before: TrapConditions,
+  now: TrapConditions,
+): TrapConditions {
+  const fired: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(now)) {
+    if (!(key in before)) fired[key] = value;
+  }
+  return fired as TrapConditions;
+}
+
+/** Creates two entangled portals on one node, joined by a local link. */
+export function openPortalPair(
+  registry: RouterRegistry | null,
+): [Portal, Portal] {
+  const a = new Router(registry);
+  const b = new Router(registry);
+  const [forA, forB] = LocalRouterLink.createPair('central', a, b);
+  a.setOutwardLink(forA);
+  b.setOutwardLink(forB);
+  return [new Portal(a), new Portal(b)];
+}
