@@ -179,7 +179,8 @@ export class InProcessTransport implements Transport {
   private requestDrain(): void {
     // A drain in progress picks up new entries itself, which is what makes
     // nested transmissions safe in sync mode.
-    if (this.listener === null || this.draining || this.drainPending) return;
+    if (this.queue.length === 0 || this.listener === null) return;
+    if (this.draining || this.drainPending) return;
     this.drainPending = true;
     this.delivery.schedule(this.drain);
   }
@@ -198,7 +199,7 @@ export class InProcessTransport implements Transport {
     } finally {
       this.draining = false;
     }
-    if (this.queue.length > 0) this.requestDrain();
+    this.requestDrain();
   };
 
   private deliverBatch(): void {
