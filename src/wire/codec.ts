@@ -64,14 +64,14 @@ function invalidValue(
   value: unknown,
   expected: string,
 ): IpczError {
-  let shown: string;
-  if (typeof value === 'bigint') shown = `${value}n`;
-  else if (typeof value === 'string') shown = JSON.stringify(value);
-  else if (typeof value === 'object' && value !== null) shown = 'an object';
-  else shown = String(value);
+  let shownValue: string;
+  if (typeof value === 'bigint') shownValue = `${value}n`;
+  else if (typeof value === 'string') shownValue = JSON.stringify(value);
+  else if (typeof value === 'object' && value !== null) shownValue = 'an object';
+  else shownValue = String(value);
   return new IpczError(
     'INVALID_ARGUMENT',
-    `${owner}.${field.name} must be ${expected}, got ${shown}`,
+    `${owner}.${field.name} must be ${expected}, got ${shownValue}`,
   );
 }
 
@@ -225,7 +225,9 @@ function arrayBytes(field: FieldLayout, count: number): number {
  * `decodeMessage` share the instance for the node message table. Tests
  * build others to produce older or newer versions of a message.
  */
-export class MessageCodec<M extends { type: string } = { type: string }> {
+export class MessageCodec<
+  M extends { type: string } = { type: string } & Record<string, unknown>,
+> {
   private readonly byName = new Map<string, MessageLayout>();
   private readonly byId: (MessageLayout | undefined)[] = [];
 
