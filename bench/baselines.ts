@@ -48,13 +48,20 @@ export interface LatencyFigures {
   samples: number;
 }
 
-/** Rate of a one-way stream of records, measured end to end. */
+/**
+ * Rate of a one-way stream of records, measured end to end, from the
+ * median of several timed rounds.
+ */
 export interface ThroughputFigures {
   messagesPerSecond: number;
   /** Payload bytes per second, not counting headers or acks. */
   bytesPerSecond: number;
-  /** Records in the timed stream. */
+  /** Records in each timed round. */
   messages: number;
+  rounds: number;
+  /** Slowest and fastest round, in records per second. */
+  minMessagesPerSecond: number;
+  maxMessagesPerSecond: number;
 }
 
 /** Rate of moving one large buffer, from the median time per move. */
@@ -75,8 +82,10 @@ export interface RoundTripOptions {
 /** Options of the streaming baselines. */
 export interface StreamOptions {
   payloadBytes?: number;
-  /** Records in the timed stream, after a warm-up stream of a tenth. */
+  /** Records in each round. One untimed warm-up round comes first. */
   count?: number;
+  /** Timed rounds; the figures come from the median one. */
+  rounds?: number;
 }
 
 /** Options of the bandwidth baselines. */
@@ -111,6 +120,36 @@ function bandwidthFigures(
   return {
     bytesPerSecond: ratePerSecond(bytes, summary.p50),
     iterations: summary.count,
+  };
+}
+
+/**
+ * Runs `round` once untimed and then `rounds` times timed, and returns the
+ * median rate. The median keeps one round slowed by another process on a
+ * shared machine from moving the figure.
+ */
+async function timeRounds(
+  rounds: number,
+  count: number,
+  payloadBytes: number,
+  round: () => Promise<void> | void,
+): Promise<ThroughputFigures> {
+  await round();
+  const rates: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const start = nowNs();
+    await round();
+    rates.push(ratePerSecond(count, elapsedSinceNs(start)));
+  }
+
+  const summary = summarize(rates);
+  return {
+    messagesPerSecond: summary.p50,
+    bytesPerSecond: summary.p50 * payloadBytes,
+    messages: count,
+    rounds,
+    minMessagesPerSecond: summary.min,
+    maxMessagesPerSecond: summary.max,
   };
 }
 
@@ -196,11 +235,13 @@ export async function messagePortThroughput(
   options: PortStreamOptions = {},
 ): Promise<ThroughputFigures> {
   const payloadBytes = options.payloadBytes ?? 1024;
-  const count = options.count ?? 200_000;
+  const count = options.count ?? 100_000;
+  const rounds = options.rounds ?? 5;
   const ackEvery = options.ackEvery ?? 256;
   const window = options.window ?? 4 * ackEvery;
   checkPositiveInteger('payloadBytes', payloadBytes);
   checkPositiveInteger('count', count);
+  checkPositiveInteger('rounds', rounds);
   checkPositiveInteger('ackEvery', ackEvery);
   if (window < 2 * ackEvery) {
     // With fewer than two ack intervals in flight the sender would stall
@@ -217,15 +258,9 @@ export async function messagePortThroughput(
     async ({ failure }) => {
       const stream = new PortStream(port1, payloadBytes, window);
       try {
-        await Promise.race([stream.send(Math.ceil(count / 10)), failure]);
-        const start = nowNs();
-        await Promise.race([stream.send(count), failure]);
-        const elapsedNs = elapsedSinceNs(start);
-        return {
-          messagesPerSecond: ratePerSecond(count, elapsedNs),
-          bytesPerSecond: ratePerSecond(count * payloadBytes, elapsedNs),
-          messages: count,
-        };
+        return await timeRounds(rounds, count, payloadBytes, () =>
+          Promise.race([stream.send(count), failure]),
+        );
       } finally {
         port1.close();
       }
@@ -371,7 +406,9 @@ export async function atomicsRoundTrip(
         return ping;
       };
       const timedOut = (): Error =>
-        new Error(`atomics echo sent no reply within ${timeoutMs} ms`);
+        new Error(
+          `atomics echo sent no reply to ping ${ping} within ${timeoutMs} ms`,
+        );
 
       const blockingRoundTrip = (): void => {
         const sent = sendPing();
@@ -433,11 +470,13 @@ export async function sharedRingThroughput(
   options: RingStreamOptions = {},
 ): Promise<ThroughputFigures> {
   const payloadBytes = options.payloadBytes ?? 1024;
-  const count = options.count ?? 1_000_000;
+  const count = options.count ?? 400_000;
+  const rounds = options.rounds ?? 5;
   const capacity = options.capacity ?? 256;
   const timeoutMs = options.timeoutMs ?? 10_000;
   checkPositiveInteger('payloadBytes', payloadBytes);
   checkPositiveInteger('count', count);
+  checkPositiveInteger('rounds', rounds);
   const ring = SharedRing.create(capacity, payloadBytes);
   const control = new Int32Array(new SharedArrayBuffer(4 * CONTROL_SLOTS));
   const payload = new Uint8Array(payloadBytes).fill(0x5a);
@@ -479,16 +518,11 @@ export async function sharedRingThroughput(
       },
     },
     async () => {
-      sendRound(Math.ceil(count / 10));
-      const start = nowNs();
-      sendRound(count);
-      const elapsedNs = elapsedSinceNs(start);
+      const figures = await timeRounds(rounds, count, payloadBytes, () =>
+        sendRound(count),
+      );
       ring.writeMarker(STOP, timeoutMs);
-      return {
-        messagesPerSecond: ratePerSecond(count, elapsedNs),
-        bytesPerSecond: ratePerSecond(count * payloadBytes, elapsedNs),
-        messages: count,
-      };
+      return figures;
     },
   );
 }
@@ -683,9 +717,10 @@ async function main(): Promise<void> {
     process.stderr.write(`running ${name}\n`),
   );
 
+  const load = environment.loadAverage.map((value) => value.toFixed(2));
   console.log(
     `Baselines on Node ${environment.node}, ${environment.cpuCount} x ` +
-      `${environment.cpuModel}\n`,
+      `${environment.cpuModel}, load average ${load.join(' ')} at start\n`,
   );
   console.log(formatTable(BASELINE_HEADERS, baselineRows(results)));
   console.log();

@@ -5,7 +5,7 @@
  */
 
 import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { TransferListItem } from 'node:worker_threads';
 
@@ -200,6 +200,12 @@ export interface Environment {
   arch: string;
   cpuModel: string;
   cpuCount: number;
+  /**
+   * System load averages over 1, 5 and 15 minutes when the run started.
+   * Near or above `cpuCount`, other processes competed for the cores and
+   * the figures are noisy.
+   */
+  loadAverage: number[];
   date: string;
 }
 
@@ -212,6 +218,7 @@ export function describeEnvironment(): Environment {
     arch: process.arch,
     cpuModel: cpuList[0]?.model ?? 'unknown',
     cpuCount: cpuList.length,
+    loadAverage: loadavg(),
     date: new Date().toISOString(),
   };
 }
