@@ -64,11 +64,10 @@ function invalidValue(
   value: unknown,
   expected: string,
 ): IpczError {
-  let shownValue: string;
+  let shownValue = String(value);
   if (typeof value === 'bigint') shownValue = `${value}n`;
-  else if (typeof value === 'string') shownValue = JSON.stringify(value);
-  else if (typeof value === 'object' && value !== null) shownValue = 'an object';
-  else shownValue = String(value);
+  if (typeof value === 'string') shownValue = JSON.stringify(value);
+  if (typeof value === 'object' && value !== null) shownValue = 'an object';
   return new IpczError(
     'INVALID_ARGUMENT',
     `${owner}.${field.name} must be ${expected}, got ${shownValue}`,
@@ -626,7 +625,10 @@ class MessageReader {
       out[names[i]!] = (byte & (1 << i)) !== 0;
     }
     if (byte >> names.length !== 0) {
-      this.fail(field.name, `flags ${byte} set bits beyond ${names}`);
+      this.fail(
+        field.name,
+        `flags byte ${byte} sets bits other than ${names.join(', ')}`,
+      );
       return false;
     }
     return true;

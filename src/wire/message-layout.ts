@@ -6,9 +6,9 @@
  * u8 message id, 5 reserved bytes, u64 sequence number, u32 offset of the
  * driver object data array and u32 reserved. The params follow at offset
  * `header.size`, opening with `{u32 size, u32 version}`, and the arrays
- * follow the params. Each array is `{u32 numBytes, u32 numElements}` followed by its
- * elements, and `numBytes` counts the array header and the padding that
- * keeps the next array 8-aligned.
+ * follow the params. Each array is `{u32 numBytes, u32 numElements}`
+ * followed by its elements, and `numBytes` counts the array header and the
+ * padding that keeps the next array 8-aligned.
  */
 
 import type { FieldSpec, FieldType, MessageSpec, StructType } from './types';

@@ -6,7 +6,10 @@
  *
  * Field names are ipcz's names in camelCase. Params are laid out in field
  * order, each field at its natural alignment (8 for node names and
- * structs), which reproduces ipcz's explicitly padded structs.
+ * structs), which gives RouterDescriptor ipcz's offsets and size.
+ *
+ * NOTE: byte compatibility with upstream ipcz's other params structs is
+ * assumed from that rule, not checked against ipcz's own bytes.
  */
 
 import {
