@@ -221,7 +221,7 @@ export const nodeMessages = [
     field('sublink', u64),
     field('inboundSequenceLength', u64),
   ]),
-  // Proxy with a local outward peer to its inward peer. Reply: message 35.
+  // Proxy whose outward peer is local. Reply: StopProxyingToLocalPeer.
   message('BypassPeerWithLink', 34, 0, [
     field('sublink', u64),
     field('newSublink', u64),
