@@ -138,12 +138,17 @@ export class InProcessTransport implements Transport {
     this.requestDrain();
   }
 
-  /** Closes this endpoint; closing it again does nothing. */
+  /**
+   * Closes this endpoint; closing it again does nothing. A deactivation
+   * still pending completes, because a node deactivates and then closes.
+   */
   close(): void {
     if (this.state === 'closed') return;
+    if (this.state !== 'deactivated') {
+      this.listener = null;
+      this.discardQueue();
+    }
     this.state = 'closed';
-    this.listener = null;
-    this.discardQueue();
     this.peer.post({ type: 'error', reason: 'peer transport closed' });
   }
 

@@ -104,6 +104,21 @@ async('deactivate posts onDeactivated', async () => {
   assert.equal(listenerA.events, []);
 });
 
+async('close after deactivate still deactivates', async () => {
+  const driver = createAsyncDriver();
+  const [a, b] = driver.createTransports();
+  const listenerA = new RecordingListener();
+  const listenerB = new RecordingListener();
+  driver.activateTransport(a, listenerA, nonBroker);
+  driver.activateTransport(b, listenerB, nonBroker);
+  driver.deactivateTransport(b);
+  driver.closeTransport(b);
+  await waitFor(() => listenerB.events.length > 0);
+  await waitFor(() => listenerA.events.length > 0);
+  assert.equal(listenerB.events, ['deactivated']);
+  assert.equal(listenerA.events, ['e:peer transport closed']);
+});
+
 async('rejected message reports and errors', async () => {
   const driver = createAsyncDriver();
   const [a, b] = driver.createTransports();
