@@ -3,7 +3,8 @@
  * `transmit` returns, as with ipcz's synchronous single-process reference
  * driver. A transmission made while the receiving endpoint's listener is
  * running is queued and delivered by that outer call once the listener
- * returns, so listeners never re-enter themselves.
+ * returns, so listeners never re-enter themselves. Messages that arrived
+ * before activation are delivered inside `activateTransport`.
  */
 import type { Driver } from './driver';
 import {
