@@ -601,7 +601,9 @@ export interface BaselineResults {
 /**
  * Polls per wait in the `atomicsRoundTripSpin` row. NOTE: picked by hand
  * to cover a reply that takes a few microseconds; a reply slower than the
- * polls still pays for the wake-up.
+ * polls still pays for the wake-up. With fewer idle cores than spinning
+ * threads, a poller delays its partner, and on a loaded 2-core VM this
+ * row's p90 reached about 180 us.
  */
 const SPIN_POLLS = 20_000;
 
