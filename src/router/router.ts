@@ -38,6 +38,10 @@ export interface RouterRegistry {
  */
 export type RouterRejection = string | null;
 
+function isOutwardType(link: RouterLink): boolean {
+  return link.type === 'central' || link.type === 'peripheral-outward';
+}
+
 /**
  * One end of a route as seen from one node: the router behind a portal
  * (terminal) or a proxy left behind when its portal moved to another node.
@@ -225,22 +229,20 @@ export class Router {
    * a reason when the sequence number is invalid.
    */
   acceptParcelFrom(link: RouterLink, parcel: Parcel): RouterRejection {
-    if (link === this.outward) return this.acceptInbound(parcel);
-    if (link === this.inward || link === this.bridge) {
-      if (this.closureSentOutward || this.inbound.isComplete()) {
-        // The far end closed or will read nothing more: drop the parcel.
-        parcel.closeObjects();
-        return null;
-      }
-      if (!this.outbound.push(parcel.sequenceNumber, parcel)) {
-        parcel.closeObjects();
-        return `outbound parcel ${parcel.sequenceNumber} is out of sequence`;
-      }
-      this.flush();
+    // The link's type decides the direction, not whether this router has
+    // adopted the link yet: a proxy accepts parcels on its new inward
+    // sublink as soon as the descriptor naming it has been sent.
+    if (isOutwardType(link)) return this.acceptInbound(parcel);
+    if (this.closureSentOutward || this.inbound.isComplete()) {
+      // The far end closed or will read nothing more: drop the parcel.
+      parcel.closeObjects();
       return null;
     }
-    // A link this router already dropped: the parcel raced its closure.
-    parcel.closeObjects();
+    if (!this.outbound.push(parcel.sequenceNumber, parcel)) {
+      parcel.closeObjects();
+      return `outbound parcel ${parcel.sequenceNumber} is out of sequence`;
+    }
+    this.flush();
     return null;
   }
 
@@ -248,7 +250,7 @@ export class Router {
     link: RouterLink,
     sequenceLength: number,
   ): RouterRejection {
-    if (link === this.outward) {
+    if (isOutwardType(link)) {
       if (!this.inbound.setFinalSequenceLength(sequenceLength)) {
         return `invalid final sequence length ${sequenceLength}`;
       }
@@ -256,13 +258,10 @@ export class Router {
       if (this.isTerminal && !this.closed) this.emit('peer-closed');
       return null;
     }
-    if (link === this.inward || link === this.bridge) {
-      if (!this.outbound.setFinalSequenceLength(sequenceLength)) {
-        return `invalid final sequence length ${sequenceLength}`;
-      }
-      this.flush();
-      return null;
+    if (!this.outbound.setFinalSequenceLength(sequenceLength)) {
+      return `invalid final sequence length ${sequenceLength}`;
     }
+    this.flush();
     return null;
   }
 
@@ -273,7 +272,7 @@ export class Router {
   acceptRouteDisconnectedFrom(link: RouterLink | null): void {
     if (this.disconnected) return;
     this.disconnected = true;
-    const fromInward = link !== null && link === this.inward;
+    const fromInward = link !== null && !isOutwardType(link);
     const queue = fromInward ? this.outbound : this.inbound;
     for (const parcel of queue.forceTerminate()) parcel.closeObjects();
     if (!fromInward && this.outbound.finalSequenceLength === null) {
@@ -289,6 +288,19 @@ export class Router {
     }
     link?.deactivate();
 
+    if (this.isTerminal && !this.closed) this.emit('peer-closed');
+    this.flush();
+  }
+
+  /**
+   * Ends the route with nothing from the peer: used for a surplus initial
+   * portal whose connection has no portal to pair with.
+   */
+  markPeerClosed(): void {
+    if (!this.inbound.setFinalSequenceLength(this.inbound.currentSequenceLength)) {
+      return;
+    }
+    for (const parcel of this.outbound.drain()) parcel.closeObjects();
     if (this.isTerminal && !this.closed) this.emit('peer-closed');
     this.flush();
   }

@@ -1,0 +1,145 @@
+import { Observable, of, Subject, take, throwError } from 'rxjs';
+import { IpczError } from '../errors';
+import { Channel } from '../link/channel';
+import type { NodeLink } from '../link/node-link';
+import type { MessageOf } from '../wire/messages';
+import type { NodeName } from '../wire/node-name';
+import type { Node } from './node';
+import { PROTOCOL_VERSION } from './node-connector';
+
+/**
+ * Introductions: a node that needs a link to another node asks its
+ * broker, which creates a transport pair and a primary buffer and sends
+ * one end to each node.
+ */
+export class Introductions {
+  private static readonly byNode = new WeakMap<Node, Introductions>();
+  private readonly pending = new Map<string, Subject<NodeLink>>();
+
+  private constructor(private readonly node: Node) {}
+
+  static of(node: Node): Introductions {
+    let introductions = Introductions.byNode.get(node);
+    if (introductions === undefined) {
+      introductions = new Introductions(node);
+      Introductions.byNode.set(node, introductions);
+    }
+    return introductions;
+  }
+
+  /**
+   * Returns a link to `name`: the existing one at once, else one made by
+   * an introduction. Errors with `NOT_FOUND` when the broker cannot
+   * introduce the node, and `UNAVAILABLE` when there is no broker.
+   */
+  establishLink(name: NodeName): Observable<NodeLink> {
+    const existing = this.node.getLink(name);
+    if (existing !== undefined) return of(existing);
+    const broker = this.node.brokerLink;
+    if (broker === null) {
+      return throwError(
+        () =>
+          new IpczError(
+            'UNAVAILABLE',
+            `no broker link to ask for an introduction to node ${name}`,
+          ),
+      );
+    }
+    const key = name.toString();
+    let waiting = this.pending.get(key);
+    if (waiting === undefined) {
+      waiting = new Subject<NodeLink>();
+      this.pending.set(key, waiting);
+      broker.send({ type: 'RequestIntroduction', name });
+      broker.end$.subscribe(() => this.fail(key, 'the broker link was lost'));
+    }
+    return waiting.pipe(take(1));
+  }
+
+  /** Handles AcceptIntroduction from the broker. */
+  accept(
+    broker: NodeLink,
+    m: MessageOf<'AcceptIntroduction'>,
+  ): string | null {
+    if (m.transport?.kind !== 'transport' || m.memory?.kind !== 'memory') {
+      return 'AcceptIntroduction is missing its transport or memory';
+    }
+    if (!m.name.isValid()) return 'AcceptIntroduction names an invalid node';
+    if (this.node.getLink(m.name) !== undefined) {
+      // Both sides asked at once and the broker answered twice.
+      this.node.driver.closeObject(m.transport);
+      return null;
+    }
+    const channel = new Channel(this.node.driver, m.transport, false);
+    const link = this.node.createLink({
+      channel,
+      memory: m.memory,
+      initialize: false,
+      remoteName: m.name,
+      remoteType: m.remoteNodeType,
+      remoteProtocolVersion: m.remoteProtocolVersion,
+      side: m.linkSide,
+    });
+    this.node.addLink(link, {});
+    channel.activate();
+    const key = m.name.toString();
+    const waiting = this.pending.get(key);
+    this.pending.delete(key);
+    waiting?.next(link);
+    waiting?.complete();
+    void broker;
+    return null;
+  }
+
+  /** Handles RejectIntroduction from the broker. */
+  reject(name: NodeName): string | null {
+    this.fail(name.toString(), `the broker could not introduce node ${name}`);
+    return null;
+  }
+
+  private fail(key: string, reason: string): void {
+    const waiting = this.pending.get(key);
+    if (waiting === undefined) return;
+    this.pending.delete(key);
+    waiting.error(new IpczError('NOT_FOUND', reason));
+  }
+}
+
+/**
+ * Introduces two nodes this broker links to: a new transport pair and a
+ * new primary buffer, one end and one mapping for each.
+ */
+export function introduce(
+  broker: Node,
+  first: NodeLink,
+  second: NodeLink,
+): string | null {
+  let memory;
+  try {
+    memory = broker.allocatePrimaryBuffer();
+  } catch {
+    first.send({ type: 'RejectIntroduction', name: second.remoteName });
+    return null;
+  }
+  broker.initializeLinkMemory(memory);
+  const [forFirst, forSecond] = broker.driver.createTransports();
+  first.send({
+    type: 'AcceptIntroduction',
+    name: second.remoteName,
+    linkSide: 'A',
+    remoteNodeType: second.remoteType,
+    remoteProtocolVersion: PROTOCOL_VERSION,
+    transport: forFirst,
+    memory: broker.driver.duplicateSharedMemory(memory),
+  });
+  second.send({
+    type: 'AcceptIntroduction',
+    name: first.remoteName,
+    linkSide: 'B',
+    remoteNodeType: first.remoteType,
+    remoteProtocolVersion: PROTOCOL_VERSION,
+    transport: forSecond,
+    memory,
+  });
+  return null;
+}

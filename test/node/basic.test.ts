@@ -1,0 +1,33 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createNode, drivers, type Portal } from '../../src/index';
+
+test('broker and non-broker exchange parcels', () => {
+  const driver = drivers.sync();
+  const broker = createNode({ driver, broker: true });
+  const client = createNode({ driver });
+  const [t0, t1] = driver.createTransports();
+  const [b] = broker.connect(t0, { portals: 1 });
+  const [c] = client.connect(t1, { portals: 1, toBroker: true });
+  b.put('hello');
+  assert.is(c.get().text(), 'hello');
+  c.put('back');
+  assert.is(b.get().text(), 'back');
+  assert.ok(client.name?.isValid());
+  const [p, q] = client.openPortals();
+  c.put('portal', [q]);
+  const moved = b.get().handles[0] as Portal;
+  p.put('through');
+  assert.is(moved.get().text(), 'through');
+  moved.put('reply');
+  assert.is(p.get().text(), 'reply');
+  assert.is(client.stats().proxies, 1);
+  p.close();
+  assert.is(moved.status().peerClosed, true);
+  b.close();
+  assert.is(c.status().peerClosed, true);
+  broker.close();
+  client.close();
+});
+
+test.run();
