@@ -23,7 +23,7 @@ export const RouterLinkStatus = {
 export interface QueueState {
   numParcelsConsumed: bigint;
   numBytesConsumed: bigint;
-  /** Whether the peer asked to be told when this side next updates. */
+  /** Whether the peer requested notification of this side's next update. */
   monitored: boolean;
 }
 
@@ -113,7 +113,7 @@ export class RouterLinkState {
   /**
    * Locks the link for `side` if both sides are stable and no lock is
    * held. When `side` is stable but the other side is not, sets the
-   * waiting bit of `side`, so the other side knows to retry for it once
+   * waiting bit of `side`, so the other side retries on its behalf once
    * stable, and fails. Returns whether the lock was taken.
    */
   tryLock(side: LinkSide): boolean {
@@ -228,7 +228,7 @@ export class RouterLinkState {
 
   /**
    * Sets or clears the monitor flag on the queue state of `side`; the
-   * peer sets it to be told of the next update by `side`. Returns whether
+   * peer sets it to be notified of the next update by `side`. Returns whether
    * the flag was set before.
    */
   setMonitoring(side: LinkSide, monitoring: boolean): boolean {

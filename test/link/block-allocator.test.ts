@@ -47,8 +47,8 @@ function runStress(input: StressInput): number {
   let serial = 0;
   const held: Array<{ index: number; serial: number }> = [];
   for (let round = 0; round < input.rounds; round++) {
-    const wanted = 1 + (round % 16);
-    while (held.length < wanted) {
+    const target = 1 + (round % 16);
+    while (held.length < target) {
       const index = allocator.allocateIndex();
       if (index < 0) break;
       serial += 1;

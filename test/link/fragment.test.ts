@@ -68,8 +68,9 @@ refs('adopt takes over a reference', () => {
   const fragment = pool.allocateBlock(64);
   const sent = FragmentRef.initialize(owner, fragment);
   // As when the descriptor crosses the link: the receiver resolves it and
-  // adopts the reference, and the sender forgets its ref unreleased.
-  const received = FragmentRef.adopt(owner, pool.getFragment(fragment.descriptor));
+  // adopts the reference, and the sender drops its ref without releasing it.
+  const resolved = pool.getFragment(fragment.descriptor);
+  const received = FragmentRef.adopt(owner, resolved);
   assert.is(received.refCount, 1);
   void sent;
   received.release();

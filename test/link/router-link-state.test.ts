@@ -106,7 +106,7 @@ state('queue state and monitor bit', () => {
     monitored: false,
   });
 
-  // B asks to hear about A's next update.
+  // B requests notification of A's next update.
   assert.not.ok(link.setMonitoring('A', true));
   assert.ok(link.readQueueState('A').monitored);
   assert.is(link.readQueueState('A').numParcelsConsumed, 3n);
