@@ -189,6 +189,7 @@ export class NodeLink {
         `the link to node ${this.remoteName} was lost: ${end.reason}`,
       ),
     );
+    this.memory.close();
     const bindings = [...this.sublinks.values()];
     this.sublinks.clear();
     for (const binding of bindings) binding.onNodeLinkLost();

@@ -4,6 +4,7 @@ import { Box } from '../router/box';
 import { Parcel, type ParcelObject } from '../router/parcel';
 import {
   deserializeRouter,
+  readParcelFragment,
   RemoteRouterLink,
 } from '../router/remote-router-link';
 import { decodeMessage } from '../wire/codec';
@@ -177,13 +178,17 @@ function acceptParcel(
   if (m.sequenceNumber > MAX_SEQUENCE) {
     return `parcel sequence number ${m.sequenceNumber} is out of range`;
   }
+  const data = parcelData(link, m);
+  if (data === null) {
+    // The fragment's buffer is still on its way (AddBlockBuffer may be
+    // relayed through the broker); the router orders the parcel by its
+    // sequence number whenever it arrives.
+    waitForFragmentBuffer(node, link, m);
+    return null;
+  }
+  if (typeof data === 'string') return data;
   const objects = deserializeObjects(node, link, m);
   if (typeof objects === 'string') return objects;
-  const data = parcelData(link, m);
-  if (typeof data === 'string') {
-    for (const object of objects) object.close();
-    return data;
-  }
 
   const parcel = new Parcel(data, objects);
   parcel.sequenceNumber = Number(m.sequenceNumber);
@@ -237,12 +242,31 @@ function deserializeObjects(
 function parcelData(
   link: NodeLink,
   m: MessageOf<'AcceptParcel'>,
-): Uint8Array | string {
+): Uint8Array | string | null {
   if (m.parcelFragment.bufferId === NULL_BUFFER_ID) return m.parcelData;
-  // TODO: parcel data in link memory fragments is not sent yet, so a
-  // fragment here comes from a peer this node does not understand.
-  void link;
-  return 'parcel data in a link memory fragment is not supported yet';
+  if (m.parcelData.byteLength !== 0) {
+    return 'parcel has both inline data and a fragment';
+  }
+  return readParcelFragment(link, m.parcelFragment);
+}
+
+function waitForFragmentBuffer(
+  node: Node,
+  link: NodeLink,
+  m: MessageOf<'AcceptParcel'>,
+): void {
+  link.memory.waitForBuffer(m.parcelFragment.bufferId).subscribe({
+    next: () => {
+      if (!link.isActive) return;
+      const rejection = acceptParcel(node, link, m);
+      if (rejection !== null) link.reject(rejection);
+    },
+    error: () => {
+      for (const object of m.driverObjects) {
+        link.channel.driver.closeObject(object);
+      }
+    },
+  });
 }
 
 function relayMessage(

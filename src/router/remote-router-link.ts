@@ -1,8 +1,10 @@
 import type { DriverObject } from '../drivers/driver';
 import type { NodeLink, SublinkBinding } from '../link/node-link';
 import type { RouterLinkState } from '../link/router-link-state';
+import { MAX_FRAGMENT_SIZE } from '../link/node-link-memory';
 import {
   NULL_BUFFER_ID,
+  type FragmentDescriptor,
   type HandleType,
   type RouterDescriptor,
 } from '../wire/messages';
@@ -19,6 +21,66 @@ import {
 } from './router-link';
 
 export const NULL_FRAGMENT = { bufferId: NULL_BUFFER_ID, offset: 0, size: 0 };
+
+const EMPTY = new Uint8Array(0);
+
+/** Bytes before the data in a parcel fragment: u32 size, u32 reserved. */
+export const PARCEL_FRAGMENT_HEADER_SIZE = 8;
+
+/**
+ * Copies parcel data into a block of the link's shared memory and returns
+ * its descriptor, or null to send the data inline (empty data, data over
+ * the largest block, or no free block: the allocation then also starts
+ * growth, which later parcels benefit from). The size is stored last,
+ * with a release store, so a reader that sees it also sees the data.
+ */
+function writeParcelFragment(
+  nodeLink: NodeLink,
+  data: Uint8Array,
+): FragmentDescriptor | null {
+  if (data.byteLength === 0) return null;
+  const total = data.byteLength + PARCEL_FRAGMENT_HEADER_SIZE;
+  if (total > MAX_FRAGMENT_SIZE) return null;
+  const fragment = nodeLink.memory.allocateFragment(total);
+  const bytes = fragment.bytes;
+  if (bytes === null || fragment.isNull()) return null;
+  bytes.set(data, PARCEL_FRAGMENT_HEADER_SIZE);
+  const header = new Int32Array(bytes.buffer, bytes.byteOffset, 2);
+  Atomics.store(header, 0, data.byteLength);
+  return fragment.descriptor;
+}
+
+/**
+ * Copies parcel data out of a fragment the peer wrote, then frees the
+ * block. Returns a reason when the fragment or its size is invalid, and
+ * null when its buffer has not arrived yet.
+ */
+export function readParcelFragment(
+  nodeLink: NodeLink,
+  descriptor: FragmentDescriptor,
+): Uint8Array | string | null {
+  const fragment = nodeLink.memory.getFragment(descriptor);
+  if (fragment.isPending()) return null;
+  const bytes = fragment.bytes;
+  if (fragment.isNull() || bytes === null) {
+    return `parcel fragment in buffer ${descriptor.bufferId} is invalid`;
+  }
+  if (bytes.byteOffset % 4 !== 0 || bytes.byteLength < PARCEL_FRAGMENT_HEADER_SIZE) {
+    return 'parcel fragment is misaligned or too small';
+  }
+  const header = new Int32Array(bytes.buffer, bytes.byteOffset, 2);
+  const size = Atomics.load(header, 0);
+  if (size < 0 || size > bytes.byteLength - PARCEL_FRAGMENT_HEADER_SIZE) {
+    return `parcel fragment declares ${size} bytes in a ` +
+      `${bytes.byteLength}-byte block`;
+  }
+  const data = bytes.slice(
+    PARCEL_FRAGMENT_HEADER_SIZE,
+    PARCEL_FRAGMENT_HEADER_SIZE + size,
+  );
+  nodeLink.memory.freeFragment(fragment);
+  return data;
+}
 
 /**
  * A link from a router on this node to a router on another node: one
@@ -64,12 +126,13 @@ export class RemoteRouterLink implements RouterLink, SublinkBinding {
       }
     }
     parcel.objects = [];
+    const fragment = writeParcelFragment(this.nodeLink, parcel.data);
     this.nodeLink.send({
       type: 'AcceptParcel',
       sublink: this.sublink,
       sequenceNumber: BigInt(parcel.sequenceNumber),
-      parcelData: parcel.data,
-      parcelFragment: NULL_FRAGMENT,
+      parcelData: fragment === null ? parcel.data : EMPTY,
+      parcelFragment: fragment ?? NULL_FRAGMENT,
       handleTypes,
       newRouters,
       driverObjects,
