@@ -75,6 +75,15 @@ export class NodeLink {
         ),
     });
     this.end$.subscribe((end) => this.onEnd(end));
+    // Answers to memory requests belong to the link, which sent them.
+    this.messages$.subscribe((message) => {
+      if (message.type !== 'ProvideMemory') return;
+      if (message.buffer !== null && message.buffer.kind !== 'memory') {
+        this.reject('ProvideMemory carries an object that is not memory');
+        return;
+      }
+      this.acceptProvidedMemory(message.size, message.buffer);
+    });
   }
 
   get isActive(): boolean {
@@ -117,10 +126,11 @@ export class NodeLink {
   }
 
   /**
-   * Handles `ProvideMemory`: answers the oldest request of that size.
-   * Returns false (after rejecting the message) when none was pending.
+   * Answers the oldest request of `size` with `memory`, or fails it when
+   * `memory` is null. Returns false, after rejecting the message, when
+   * no request of that size was pending.
    */
-  acceptProvidedMemory(size: number, memory: SharedMemory | null): boolean {
+  private acceptProvidedMemory(size: number, memory: SharedMemory | null): boolean {
     if (memory === null) {
       return this.memoryRequests.fail(
         size,

@@ -143,13 +143,8 @@ function handleMessage(
       node.serveMemoryRequest(link, m.size);
       return null;
     })
-    .with({ type: 'ProvideMemory' }, (m) => {
-      if (m.buffer !== null && m.buffer.kind !== 'memory') {
-        return 'ProvideMemory carries an object that is not memory';
-      }
-      link.acceptProvidedMemory(m.size, m.buffer);
-      return null;
-    })
+    // The link itself matches answers to its pending requests.
+    .with({ type: 'ProvideMemory' }, () => null)
     .with({ type: 'RelayMessage' }, (m) => relayMessage(node, link, m))
     .with({ type: 'AcceptRelayedMessage' }, (m) =>
       acceptRelayedMessage(node, link, m),
