@@ -7,7 +7,7 @@
  * end and passes the other end's MessagePort to the worker in
  * `workerData` (and in the transfer list). When the worker exits or
  * crashes its port closes, so the parent's link fails and every route
- * through it sees its peer closed, as with any other lost link.
+ * through it gets peer closure, as with any other lost link.
  */
 import {
   isMainThread,
@@ -54,7 +54,7 @@ export interface StartNodeWorkerOptions {
   resourceLimits?: ResourceLimits;
 }
 
-/** A started node worker, as the parent sees it. */
+/** A started node worker, from the parent's side. */
 export interface NodeWorker {
   worker: Worker;
   /** The parent's initial portals to the worker's node. */
@@ -71,7 +71,7 @@ export interface NodeWorker {
   readonly error: unknown;
 }
 
-/** What a worker needs to connect back, as carried in `workerData`. */
+/** Connection parameters a worker reads from `workerData`. */
 interface ParentConnection {
   port: MessagePort;
   portals: number;
@@ -225,7 +225,7 @@ export interface ConnectToParentOptions {
   portals?: number;
 }
 
-/** What `connectToParent` returns inside the worker. */
+/** The result of `connectToParent` inside the worker. */
 export interface ParentLink {
   /** The worker's node, on a worker_threads driver. */
   node: Node;

@@ -29,7 +29,7 @@ export function toScriptUrl(script: string | URL): URL {
   return pathToFileURL(resolve(script));
 }
 
-/** Whether the script needs tsx's loader to run. */
+/** Tells whether the script needs tsx's loader to run. */
 export function isTypeScriptUrl(url: URL): boolean {
   return TYPESCRIPT_EXTENSION.test(url.pathname);
 }

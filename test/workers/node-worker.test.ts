@@ -18,7 +18,7 @@ import {
 
 const test = suite('node workers');
 const fixture = new URL('./fixtures/node-worker-fixture.ts', import.meta.url);
-/** Time allowed for a worker to start, connect and answer, in ms. */
+/** Time allowed for a worker to start, connect and reply, in ms. */
 const REPLY_TIMEOUT_MS = 10_000;
 /** Time allowed for a lost worker to show as peer closure, in ms. */
 const CLOSURE_TIMEOUT_MS = 2_000;
