@@ -1,0 +1,35 @@
+// Builds the library: ESM and CJS bundles of src/index.ts with esbuild
+// (rxjs and ts-pattern stay external), then type declarations with tsc.
+//
+// Usage: node build.mjs
+
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+
+const root = new URL('.', import.meta.url).pathname;
+rmSync(`${root}dist`, { recursive: true, force: true });
+
+const shared = {
+  entryPoints: [`${root}src/index.ts`],
+  bundle: true,
+  platform: 'neutral',
+  target: 'es2022',
+  external: ['rxjs', 'rxjs/*', 'ts-pattern'],
+  sourcemap: true,
+  logLevel: 'warning',
+};
+
+await build({ ...shared, format: 'esm', outfile: `${root}dist/index.js` });
+await build({ ...shared, format: 'cjs', outfile: `${root}dist/index.cjs` });
+
+execFileSync(
+  process.execPath,
+  [
+    `${root}node_modules/typescript/bin/tsc`,
+    '-p',
+    `${root}tsconfig.build.json`,
+  ],
+  { stdio: 'inherit' },
+);
+console.log('built dist/index.js, dist/index.cjs and dist/types');
