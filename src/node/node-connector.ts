@@ -40,16 +40,22 @@ export abstract class NodeConnector {
     this.channel = new Channel(node.driver, transport, node.isBroker);
   }
 
-  /** Activates the transport and sends this side's first message. */
+  /**
+   * Sends this side's first message, then activates the transport: the
+   * sync driver may deliver the peer's message during activation, and
+   * handling it needs what sendFirstMessage prepared.
+   */
   start(): void {
     this.subscription = this.channel.messages$.subscribe((message) =>
       this.onMessage(message),
     );
     this.channel.end$.subscribe((end) => {
-      if (!this.done) this.fail(`connection failed: ${end.reason}`);
+      if (this.done) return;
+      if (end.badMessage) this.node.reportBadMessage(null, end.reason);
+      this.fail(`connection failed: ${end.reason}`);
     });
-    this.channel.activate();
     this.sendFirstMessage();
+    this.channel.activate();
   }
 
   protected abstract sendFirstMessage(): void;
