@@ -19,7 +19,10 @@ import {
   firstValueFrom,
   filter,
   first,
+  map,
   ReplaySubject,
+  take,
+  toArray,
   type Observable,
 } from 'rxjs';
 import { suite } from 'uvu';
@@ -476,6 +479,23 @@ export async function waitToGet(
   }
 }
 
+/**
+ * Waits for the next parcel on `portal` and takes it, or resolves `null`
+ * once the portal is dead. For loops that serve until the peer closes,
+ * so it waits up to the whole scenario time limit.
+ */
+export async function nextParcelOrDead(
+  portal: Portal,
+  label = 'portal',
+): Promise<Parcel | null> {
+  await withTimeout(
+    firstValueFrom(portal.trap({ aboveMinLocalParcels: 0, dead: true })),
+    `a parcel or closure on ${label}`,
+    SCENARIO_TIMEOUT_MS,
+  );
+  return portal.status().localParcels > 0 ? portal.get() : null;
+}
+
 /** Waits for the next parcel and returns its text. */
 export async function waitToGetText(
   portal: Portal,
@@ -597,3 +617,48 @@ export function waitForTransportError(
 
 /** Bytes that no node accepts as a message. */
 export const GARBAGE = new Uint8Array([0xde, 0xad, 0xbe, 0xef, 1, 2, 3]);
+
+/**
+ * Takes the next `count` parcels from `portal` through `parcels$` and
+ * returns their texts in arrival order. Rejects when the peer closes
+ * first or after `ms`.
+ */
+export function receiveTexts(
+  portal: Portal,
+  count: number,
+  label = 'portal',
+  ms = WAIT_TIMEOUT_MS,
+): Promise<string[]> {
+  const texts = firstValueFrom(
+    portal.parcels$.pipe(
+      map((parcel) => parcel.text()),
+      take(count),
+      toArray(),
+      filter((all) => {
+        if (all.length === count) return true;
+        throw new Error(
+          `${currentScenario}: the peer of ${label} closed after ` +
+            `${all.length} of ${count} parcels`,
+        );
+      }),
+    ),
+  );
+  return withTimeout(texts, `${count} parcels on ${label}`, ms);
+}
+
+/** Returns the first index where `actual` differs from `expected`, or -1. */
+export function firstMismatch(
+  actual: readonly string[],
+  expected: readonly string[],
+): number {
+  const length = Math.max(actual.length, expected.length);
+  for (let i = 0; i < length; i++) {
+    if (actual[i] !== expected[i]) return i;
+  }
+  return -1;
+}
+
+/** Returns `${prefix}${i}` for each i in [0, count). */
+export function numbered(prefix: string, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `${prefix}${i}`);
+}
