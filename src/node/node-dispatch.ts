@@ -13,6 +13,15 @@ import {
   type MessageOf,
   type NodeMessage,
 } from '../wire/messages';
+import {
+  acceptBypassLink,
+  acceptBypassPeer,
+  acceptBypassPeerWithLink,
+  flushRouter,
+  proxyWillStop,
+  stopProxying,
+  stopProxyingToLocalPeer,
+} from '../router/route-reduction';
 import { introduce, Introductions } from './introductions';
 import type { Node } from './node';
 
@@ -123,22 +132,19 @@ function handleMessage(
       routerLinkOf(link, m.sublink)?.router.onRemoteActivity();
       return null;
     })
-    .with(
-      {
-        type: P.union(
-          'BypassPeer',
-          'AcceptBypassLink',
-          'StopProxying',
-          'ProxyWillStop',
-          'BypassPeerWithLink',
-          'StopProxyingToLocalPeer',
-          'FlushRouter',
-        ),
-      },
-      // TODO: route reduction is not implemented, so this node never
-      // starts a bypass and cannot take part in one.
-      (m) => `route reduction message ${m.type} is not supported yet`,
+    .with({ type: 'BypassPeer' }, (m) => acceptBypassPeer(link, m, node))
+    .with({ type: 'AcceptBypassLink' }, (m) =>
+      acceptBypassLink(link, m, node),
     )
+    .with({ type: 'StopProxying' }, (m) => stopProxying(link, m))
+    .with({ type: 'ProxyWillStop' }, (m) => proxyWillStop(link, m))
+    .with({ type: 'BypassPeerWithLink' }, (m) =>
+      acceptBypassPeerWithLink(link, m),
+    )
+    .with({ type: 'StopProxyingToLocalPeer' }, (m) =>
+      stopProxyingToLocalPeer(link, m),
+    )
+    .with({ type: 'FlushRouter' }, (m) => flushRouter(link, m))
     .with({ type: 'RequestMemory' }, (m) => {
       node.serveMemoryRequest(link, m.size);
       return null;

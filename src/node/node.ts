@@ -10,6 +10,10 @@ import {
 import { Box } from '../router/box';
 import { openPortalPair, Portal } from '../router/portal';
 import { RemoteRouterLink } from '../router/remote-router-link';
+import {
+  startSelfBypass,
+  type ReductionContext,
+} from '../router/route-reduction';
 import { Router, type RouterRegistry } from '../router/router';
 import type { EncodedMessage } from '../wire/codec';
 import type { LinkSide, NodeType } from '../wire/messages';
@@ -24,6 +28,7 @@ import {
   ReferredNonBrokerConnector,
   type ConnectOptions,
 } from './node-connector';
+import { Introductions } from './introductions';
 import { Referrals } from './referrals';
 
 export interface NodeOptions {
@@ -79,7 +84,7 @@ const DEFAULT_MAX_BYTES_PER_LINK = 1024 * 1024 * 1024;
  * where its shared memory comes from. A broker names the nodes that
  * connect to it and introduces them to each other.
  */
-export class Node implements RouterRegistry {
+export class Node implements RouterRegistry, ReductionContext {
   readonly driver: Driver;
   readonly isBroker: boolean;
   readonly label: string;
@@ -215,7 +220,15 @@ export class Node implements RouterRegistry {
     this.badMessages.complete();
   }
 
-  // --- RouterRegistry ---
+  // --- RouterRegistry and ReductionContext ---
+
+  tryStartSelfBypass(router: Router): void {
+    startSelfBypass(router, this);
+  }
+
+  establishLink(name: NodeName): Observable<NodeLink> {
+    return Introductions.of(this).establishLink(name);
+  }
 
   add(router: Router): void {
     this.routers.add(router);

@@ -1,24 +1,22 @@
+import {
+  ROUTER_LINK_STATE_SIZE,
+  RouterLinkState,
+} from '../link/router-link-state';
+import type { NodeName } from '../wire/node-name';
 import type { Parcel } from './parcel';
 import type { Router } from './router';
-import type {
-  LinkSide,
-  LinkType,
-  QueueState,
-  RouterLink,
+import {
+  oppositeSide,
+  type LinkSide,
+  type LinkType,
+  type QueueState,
+  type RouterLink,
 } from './router-link';
-
-/** State both ends of a local link share, kept on the heap. */
-class LocalLinkState {
-  readonly consumed: Record<LinkSide, QueueState> = {
-    A: { parcels: 0, bytes: 0 },
-    B: { parcels: 0, bytes: 0 },
-  };
-  readonly monitoring: Record<LinkSide, boolean> = { A: false, B: false };
-}
 
 /**
  * A link between two routers on the same node. Calls reach the peer
- * router synchronously.
+ * router synchronously. Its RouterLinkState lives in ordinary memory,
+ * since only this node's thread touches it.
  */
 export class LocalRouterLink implements RouterLink {
   private peerLink!: LocalRouterLink;
@@ -27,20 +25,27 @@ export class LocalRouterLink implements RouterLink {
   private constructor(
     readonly type: LinkType,
     readonly side: LinkSide,
-    private readonly state: LocalLinkState,
+    private readonly state: RouterLinkState,
     private readonly peer: Router,
   ) {}
 
   /**
    * Creates both ends of a link: the first is for `a` (side A) and points
-   * at `b`, the second for `b` (side B) and points at `a`.
+   * at `b`, the second for `b` (side B) and points at `a`. With `stable`,
+   * both sides start stable, as a fresh portal pair does.
    */
   static createPair(
     type: 'central' | 'bridge',
     a: Router,
     b: Router,
+    stable = true,
   ): [LocalRouterLink, LocalRouterLink] {
-    const state = new LocalLinkState();
+    const bytes = new Uint8Array(new ArrayBuffer(ROUTER_LINK_STATE_SIZE));
+    const state = RouterLinkState.initialize(bytes);
+    if (stable) {
+      state.setSideStable('A');
+      state.setSideStable('B');
+    }
     const forA = new LocalRouterLink(type, 'A', state, b);
     const forB = new LocalRouterLink(type, 'B', state, a);
     forA.peerLink = forB;
@@ -71,20 +76,49 @@ export class LocalRouterLink implements RouterLink {
   }
 
   updateQueueState(state: QueueState): boolean {
-    this.state.consumed[this.side] = { ...state };
-    return this.state.monitoring[this.otherSide];
+    return this.state.updateQueueState(
+      this.side,
+      BigInt(state.parcels),
+      BigInt(state.bytes),
+    );
   }
 
   readPeerQueueState(): QueueState {
-    return this.state.consumed[this.otherSide];
+    const peer = this.state.readQueueState(oppositeSide(this.side));
+    return {
+      parcels: Number(peer.numParcelsConsumed),
+      bytes: Number(peer.numBytesConsumed),
+    };
   }
 
   setMonitoring(enabled: boolean): void {
-    this.state.monitoring[this.side] = enabled;
+    this.state.setMonitoring(oppositeSide(this.side), enabled);
   }
 
   snapshotPeer(): void {
     if (this.active) this.peer.onRemoteActivity();
+  }
+
+  markSideStable(): void {
+    this.state.setSideStable(this.side);
+  }
+
+  tryLockForBypass(source: NodeName): boolean {
+    return this.state.tryLockForBypass(this.side, source);
+  }
+
+  unlock(): void {
+    this.state.unlock(this.side);
+  }
+
+  canNodeRequestBypass(source: NodeName): boolean {
+    return this.state.canNodeRequestBypass(this.side, source);
+  }
+
+  flushOtherSideIfWaiting(): void {
+    if (this.active && this.state.resetWaitingBit(oppositeSide(this.side))) {
+      this.peer.flush(true);
+    }
   }
 
   deactivate(): void {
@@ -93,9 +127,5 @@ export class LocalRouterLink implements RouterLink {
 
   describe(): string {
     return `local ${this.type} link (side ${this.side})`;
-  }
-
-  private get otherSide(): LinkSide {
-    return this.side === 'A' ? 'B' : 'A';
   }
 }

@@ -1,5 +1,6 @@
 import type { DriverObject } from '../drivers/driver';
 import type { NodeLink, SublinkBinding } from '../link/node-link';
+import type { FragmentRef } from '../link/fragment';
 import type { RouterLinkState } from '../link/router-link-state';
 import { MAX_FRAGMENT_SIZE } from '../link/node-link-memory';
 import {
@@ -96,9 +97,16 @@ export class RemoteRouterLink implements RouterLink, SublinkBinding {
     readonly type: LinkType,
     readonly side: LinkSide,
     readonly router: Router,
-    private readonly state: RouterLinkState | null,
+    private state: RouterLinkState | null,
+    /** Holds one reference on the state's fragment, released with the link. */
+    private stateRef: FragmentRef | null = null,
   ) {
     nodeLink.bindSublink(sublink, this);
+  }
+
+  /** The node at the other end of the link. */
+  get remoteNodeName(): NodeName {
+    return this.nodeLink.remoteName;
   }
 
   localPeer(): null {
@@ -186,15 +194,43 @@ export class RemoteRouterLink implements RouterLink, SublinkBinding {
     });
   }
 
+  markSideStable(): void {
+    this.state?.setSideStable(this.side);
+  }
+
+  tryLockForBypass(source: NodeName): boolean {
+    return this.state?.tryLockForBypass(this.side, source) ?? false;
+  }
+
+  unlock(): void {
+    this.state?.unlock(this.side);
+  }
+
+  canNodeRequestBypass(source: NodeName): boolean {
+    return this.state?.canNodeRequestBypass(this.side, source) ?? false;
+  }
+
+  flushOtherSideIfWaiting(): void {
+    const state = this.state;
+    if (!this.active || state === null) return;
+    if (state.resetWaitingBit(oppositeSide(this.side))) {
+      this.nodeLink.send({ type: 'FlushRouter', sublink: this.sublink });
+    }
+  }
+
   deactivate(): void {
     if (!this.active) return;
     this.active = false;
     this.nodeLink.unbindSublink(this.sublink, this);
+    this.stateRef?.release();
+    this.stateRef = null;
   }
 
   onNodeLinkLost(): void {
     if (!this.active) return;
     this.active = false;
+    this.stateRef?.release();
+    this.stateRef = null;
     this.router.acceptRouteDisconnectedFrom(this);
   }
 

@@ -1,3 +1,4 @@
+import type { NodeName } from '../wire/node-name';
 import type { Parcel } from './parcel';
 import type { Router } from './router';
 
@@ -29,6 +30,11 @@ export interface QueueState {
  * One end of a connection from a router to another router, on this node
  * (LocalRouterLink) or across a node link (RemoteRouterLink). Each call
  * delivers to the router at the other end.
+ *
+ * Central links also carry the state that coordinates route reduction:
+ * each side marks itself stable when it has no decaying link, and a
+ * proxy locks the link before it asks to be bypassed, so that the two
+ * sides never both start a bypass.
  */
 export interface RouterLink {
   readonly type: LinkType;
@@ -53,6 +59,22 @@ export interface RouterLink {
   setMonitoring(enabled: boolean): void;
   /** Tells the other side to refresh its view of this side's queue. */
   snapshotPeer(): void;
+
+  /** Marks this side stable; central links only. */
+  markSideStable(): void;
+  /**
+   * Locks the link for a bypass requested by node `source`. Fails unless
+   * both sides are stable and nobody holds the lock; when only this side
+   * is stable it leaves a waiting mark, so the other side flushes this
+   * router once it is stable.
+   */
+  tryLockForBypass(source: NodeName): boolean;
+  /** Releases a lock this side holds. */
+  unlock(): void;
+  /** Whether the other side locked the link for a bypass by `source`. */
+  canNodeRequestBypass(source: NodeName): boolean;
+  /** Flushes the other side if it waits for this side to be stable. */
+  flushOtherSideIfWaiting(): void;
 
   /** Releases the link; nothing is delivered through it afterwards. */
   deactivate(): void;

@@ -1,6 +1,8 @@
 import { Subject } from 'rxjs';
 import { IpczError } from '../errors';
+import type { NodeName } from '../wire/node-name';
 import { Parcel } from './parcel';
+import { RouteEdge } from './route-edge';
 import type { QueueState, RouterLink } from './router-link';
 import { SequencedQueue } from './sequenced-queue';
 
@@ -26,10 +28,18 @@ export interface StatusChange {
   status: PortalStatus;
 }
 
-/** The routers of one node, so the node can count them and proxies. */
+/**
+ * What a router needs from its node: registration, so the node can count
+ * routers and proxies, and the start of route reduction, which reaches
+ * into node links the router layer does not own.
+ */
 export interface RouterRegistry {
   add(router: Router): void;
   remove(router: Router): void;
+  /** This node's name, once it has one. */
+  readonly name: NodeName | null;
+  /** Starts a bypass of `router` if it is a proxy that can be bypassed. */
+  tryStartSelfBypass?(router: Router): void;
 }
 
 /**
@@ -46,10 +56,12 @@ function isOutwardType(link: RouterLink): boolean {
  * One end of a route as seen from one node: the router behind a portal
  * (terminal) or a proxy left behind when its portal moved to another node.
  *
- * A terminal router has an outward link (toward the other portal) and
- * queues inbound parcels for its portal. A proxy also has an inward link
- * to the router that took its portal's place; it forwards inbound parcels
- * inward and outbound parcels outward, keeping their sequence numbers.
+ * A terminal router has an outward edge (toward the other portal) and
+ * queues inbound parcels for its portal. A proxy also has an inward edge
+ * toward the router that took its portal's place; it forwards inbound
+ * parcels inward and outbound parcels outward, keeping their sequence
+ * numbers. Route reduction replaces links: the old one decays while
+ * parcels below a known sequence length still use it.
  *
  * Invariant: link and queue updates finish before any link is called or
  * any status subscriber runs, because under the sync driver a call into a
@@ -57,14 +69,13 @@ function isOutwardType(link: RouterLink): boolean {
  * one place that moves parcels and closure along.
  */
 export class Router {
-  outward: RouterLink | null = null;
-  inward: RouterLink | null = null;
+  readonly outwardEdge = new RouteEdge();
+  readonly inwardEdge = new RouteEdge();
   bridge: RouterLink | null = null;
 
   inbound = new SequencedQueue<Parcel>();
   outbound = new SequencedQueue<Parcel>();
 
-  /** The portal was closed (terminal) or the router was sent away. */
   private closed = false;
   private movedAway = false;
   /** A moved router got its inward link, so it may finish as a proxy. */
@@ -72,21 +83,31 @@ export class Router {
   private disconnected = false;
   private closureSentOutward = false;
   private closureSentInward = false;
+  /** Set while this router asked to be bypassed and waits for the answer. */
+  bypassInProgress = false;
 
-  private parcelsSent = 0;
-  private bytesSent = 0;
-  private parcelsConsumed = 0;
   private bytesConsumed = 0;
   private bytesProduced = 0;
   private peerQueueState: QueueState | null = null;
 
   private flushing = false;
   private flushRequested = false;
+  private bypassRequested = false;
   private readonly changes = new Subject<StatusChange>();
   private registered = true;
 
-  constructor(private readonly registry: RouterRegistry | null) {
+  constructor(readonly registry: RouterRegistry | null) {
     registry?.add(this);
+  }
+
+  /** The primary outward link, if any. */
+  get outward(): RouterLink | null {
+    return this.outwardEdge.primary;
+  }
+
+  /** The primary inward link of a proxy, if any. */
+  get inward(): RouterLink | null {
+    return this.inwardEdge.primary;
   }
 
   /** Status changes of a terminal router; completes when it closes. */
@@ -95,7 +116,7 @@ export class Router {
   }
 
   get isTerminal(): boolean {
-    return this.inward === null && !this.movedAway;
+    return this.inwardEdge.isEmpty && !this.movedAway;
   }
 
   get isProxy(): boolean {
@@ -118,11 +139,6 @@ export class Router {
     return this.disconnected;
   }
 
-  /** Parcels this router put or forwarded outward so far. */
-  get outboundSequenceLength(): number {
-    return this.outbound.currentSequenceLength;
-  }
-
   get totalBytesProduced(): number {
     return this.bytesProduced;
   }
@@ -143,9 +159,13 @@ export class Router {
     }
     parcel.sequenceNumber = this.outbound.currentSequenceLength;
     this.bytesProduced += parcel.byteLength;
-    const link = this.outward;
-    if (link !== null && this.outbound.size === 0 && this.outbound.skip()) {
-      this.countSent(parcel);
+    const link = this.outwardEdge.linkFor(parcel.sequenceNumber);
+    if (
+      link !== null &&
+      !this.flushing &&
+      this.outbound.size === 0 &&
+      this.outbound.skip()
+    ) {
       link.acceptParcel(parcel);
       return;
     }
@@ -162,7 +182,7 @@ export class Router {
   takeInbound(): Parcel | undefined {
     const parcel = this.inbound.pop();
     if (parcel === undefined) return undefined;
-    this.noteConsumed(1, parcel.byteLength);
+    this.bytesConsumed += parcel.byteLength;
     this.afterConsumption();
     return parcel;
   }
@@ -177,12 +197,14 @@ export class Router {
     parcel.data = parcel.data.subarray(bytes);
     parcel.objects = [];
     this.inbound.adjustFrontBytes(-bytes);
-    this.noteConsumed(0, bytes);
+    this.bytesConsumed += bytes;
     this.afterConsumption();
   }
 
-  /** Closes the route from this end; the peer sees closure after every
-   * parcel put so far. */
+  /**
+   * Closes the route from this end; the peer sees closure after every
+   * parcel put so far.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -195,15 +217,16 @@ export class Router {
   status(): PortalStatus {
     this.refreshPeerQueueState();
     const peer = this.peerQueueState;
-    const remoteParcels = peer ? Math.max(0, this.parcelsSent - peer.parcels) : 0;
-    const remoteBytes = peer ? Math.max(0, this.bytesSent - peer.bytes) : 0;
+    const sentParcels = this.outbound.currentSequenceNumber;
+    const sentBytes = this.bytesProduced - this.outbound.queuedByteCount;
+    const open = !this.isPeerClosed && peer !== null;
     return {
       peerClosed: this.isPeerClosed,
       dead: this.isDead,
       localParcels: this.inbound.availableCount,
       localBytes: this.inbound.availableByteCount,
-      remoteParcels: this.isPeerClosed ? 0 : remoteParcels,
-      remoteBytes: this.isPeerClosed ? 0 : remoteBytes,
+      remoteParcels: open ? Math.max(0, sentParcels - peer.parcels) : 0,
+      remoteBytes: open ? Math.max(0, sentBytes - peer.bytes) : 0,
     };
   }
 
@@ -216,16 +239,19 @@ export class Router {
     return this.outbound.queuedByteCount;
   }
 
+  private monitoring = false;
+
   /** Asks the peer to report consumption while traps watch it. */
   setRemoteMonitoring(enabled: boolean): void {
+    this.monitoring = enabled;
     this.outward?.setMonitoring(enabled);
   }
 
   // --- Called by links. ---
 
   /**
-   * Accepts a parcel from `link`: inbound when it came over the outward
-   * link, outbound when it came from the inward link or a bridge. Returns
+   * Accepts a parcel from `link`: inbound when it came over an outward
+   * link, outbound when it came from an inward link or a bridge. Returns
    * a reason when the sequence number is invalid.
    */
   acceptParcelFrom(link: RouterLink, parcel: Parcel): RouterRejection {
@@ -279,10 +305,13 @@ export class Router {
       this.outbound.forceTerminate();
     }
 
-    const others = [this.outward, this.inward, this.bridge];
-    this.outward = this.inward = this.bridge = null;
+    const others = [
+      ...this.outwardEdge.release(),
+      ...this.inwardEdge.release(),
+      ...(this.bridge === null ? [] : [this.bridge]),
+    ];
+    this.bridge = null;
     for (const other of others) {
-      if (other === null) continue;
       if (other !== link) other.acceptRouteDisconnected();
       other.deactivate();
     }
@@ -297,9 +326,8 @@ export class Router {
    * portal whose connection has no portal to pair with.
    */
   markPeerClosed(): void {
-    if (!this.inbound.setFinalSequenceLength(this.inbound.currentSequenceLength)) {
-      return;
-    }
+    const length = this.inbound.currentSequenceLength;
+    if (!this.inbound.setFinalSequenceLength(length)) return;
     for (const parcel of this.outbound.drain()) parcel.closeObjects();
     if (this.isTerminal && !this.closed) this.emit('peer-closed');
     this.flush();
@@ -307,32 +335,46 @@ export class Router {
 
   /** The peer consumed parcels; refresh remote counts and tell traps. */
   onRemoteActivity(): void {
+    // The peer clears the monitor bit when it reports, so set it again
+    // while traps still watch.
+    if (this.monitoring) this.outward?.setMonitoring(true);
     if (this.isTerminal && !this.closed) this.emit('remote-activity');
   }
 
   // --- Moving and linking. ---
 
-  /** Sets the outward link once the route has one, and flushes. */
+  /** Sets the primary outward link and flushes. */
   setOutwardLink(link: RouterLink): void {
     if (this.disconnected) {
       link.acceptRouteDisconnected();
       link.deactivate();
       return;
     }
-    this.outward = link;
-    this.flush();
+    this.outwardEdge.primary = link;
+    if (this.monitoring) link.setMonitoring(true);
+    this.flush(true);
+  }
+
+  /**
+   * Makes `link` the primary outward link without flushing, for a bypass
+   * that must send the message introducing the link before any parcel.
+   */
+  adoptOutwardLink(link: RouterLink): void {
+    this.outwardEdge.primary = link;
+    if (this.monitoring) link.setMonitoring(true);
   }
 
   /** Makes this router a proxy: its portal now lives behind `link`. */
   beginProxying(link: RouterLink): void {
     this.proxied = true;
-    this.inward = link;
     if (this.disconnected) {
-      this.inward = null;
       link.acceptRouteDisconnected();
       link.deactivate();
+      this.flush();
+      return;
     }
-    this.flush();
+    this.inwardEdge.primary = link;
+    this.flush(true);
   }
 
   /** Marks this router as sent in a parcel; it stops being terminal. */
@@ -359,34 +401,25 @@ export class Router {
 
   private acceptInbound(parcel: Parcel): RouterRejection {
     if (this.closed && this.isTerminal) {
-      // Nobody will read it, but its sequence slot still counts.
-      if (!this.inbound.canPush(parcel.sequenceNumber)) {
-        parcel.closeObjects();
-        return `inbound parcel ${parcel.sequenceNumber} is out of sequence`;
-      }
+      // Nobody will read it; only its sequence number is checked.
+      const valid = this.inbound.canPush(parcel.sequenceNumber);
       parcel.closeObjects();
-      return null;
+      return valid
+        ? null
+        : `inbound parcel ${parcel.sequenceNumber} is out of sequence`;
     }
     if (!this.inbound.push(parcel.sequenceNumber, parcel)) {
       parcel.closeObjects();
       return `inbound parcel ${parcel.sequenceNumber} is out of sequence`;
     }
     if (this.isTerminal) {
+      // Decaying links finish on counts of received parcels.
+      if (!this.outwardEdge.isStable) this.flush();
       this.emit('new-local-parcel');
       return null;
     }
     this.flush();
     return null;
-  }
-
-  private countSent(parcel: Parcel): void {
-    this.parcelsSent++;
-    this.bytesSent += parcel.byteLength;
-  }
-
-  private noteConsumed(parcels: number, bytes: number): void {
-    this.parcelsConsumed += parcels;
-    this.bytesConsumed += bytes;
   }
 
   private afterConsumption(): void {
@@ -398,7 +431,10 @@ export class Router {
   private publishQueueState(): void {
     const link = this.outward;
     if (link === null || link.type !== 'central') return;
-    const state = { parcels: this.parcelsConsumed, bytes: this.bytesConsumed };
+    const state = {
+      parcels: this.inbound.currentSequenceNumber,
+      bytes: this.bytesConsumed,
+    };
     if (link.updateQueueState(state)) link.snapshotPeer();
   }
 
@@ -415,10 +451,13 @@ export class Router {
   }
 
   /**
-   * Moves parcels and closure along every link. Safe to call re-entrantly:
-   * a nested call only asks the running one to loop again.
+   * Moves parcels and closure along every link, finishes decaying links
+   * and, for a proxy, tries route reduction. Safe to call re-entrantly: a
+   * nested call only asks the running one to loop again. `tryBypass`
+   * forces a bypass attempt even if no link decayed in this flush.
    */
-  flush(): void {
+  flush(tryBypass = false): void {
+    if (tryBypass) this.bypassRequested = true;
     if (this.flushing) {
       this.flushRequested = true;
       return;
@@ -432,37 +471,64 @@ export class Router {
     } finally {
       this.flushing = false;
     }
+    this.maybeReduce();
   }
 
   private flushOnce(): void {
     this.forwardOutbound();
     this.forwardInbound();
+    const decayed = this.finishDecay();
     this.propagateClosureOutward();
     this.propagateClosureInward();
+    if (decayed) this.bypassRequested = true;
     this.unregisterIfDone();
   }
 
   private forwardOutbound(): void {
-    const link = this.outward;
-    if (link === null) return;
-    for (let parcel = this.outbound.pop(); parcel; parcel = this.outbound.pop()) {
-      this.countSent(parcel);
+    for (;;) {
+      const parcel = this.outbound.peek();
+      if (parcel === undefined) return;
+      const link = this.outwardEdge.linkFor(parcel.sequenceNumber);
+      if (link === null) return;
+      this.outbound.pop();
       link.acceptParcel(parcel);
     }
   }
 
   private forwardInbound(): void {
-    const link = this.inward ?? this.bridge;
-    if (link === null) return;
-    for (let parcel = this.inbound.pop(); parcel; parcel = this.inbound.pop()) {
-      this.noteConsumed(1, parcel.byteLength);
+    if (this.bridge === null && this.inwardEdge.isEmpty) return;
+    let forwarded = false;
+    for (;;) {
+      const parcel = this.inbound.peek();
+      if (parcel === undefined) break;
+      const link =
+        this.bridge ?? this.inwardEdge.linkFor(parcel.sequenceNumber);
+      if (link === null) break;
+      this.inbound.pop();
+      this.bytesConsumed += parcel.byteLength;
+      forwarded = true;
       link.acceptParcel(parcel);
     }
-    this.publishQueueState();
+    if (forwarded) this.publishQueueState();
+  }
+
+  /** Drops decaying links whose traffic is complete; true if any went. */
+  private finishDecay(): boolean {
+    const outward = this.outwardEdge.tryFinishDecay(
+      this.outbound.currentSequenceNumber,
+      this.inbound.currentSequenceLength,
+    );
+    const inward = this.inwardEdge.tryFinishDecay(
+      this.inbound.currentSequenceNumber,
+      this.outbound.currentSequenceLength,
+    );
+    outward?.deactivate();
+    inward?.deactivate();
+    return outward !== null || inward !== null;
   }
 
   private propagateClosureOutward(): void {
-    const link = this.outward;
+    const link = this.outwardEdge.anyLink;
     if (link === null) return;
     const final = this.outbound.finalSequenceLength;
     if (
@@ -474,17 +540,18 @@ export class Router {
       link.acceptRouteClosure(final);
     }
 
-    // The outward link has no use left once nothing more goes out, or once
-    // nothing more can come in (a router whose peer closed puts nothing).
+    // The outward links have no use left once nothing more goes out, or
+    // once nothing more can come in (a router whose peer closed puts
+    // nothing). A decaying link whose limits are still unknown may yet
+    // carry parcels, so a bypass in progress keeps them.
     if (this.closureSentOutward || this.inbound.isComplete()) {
-      this.outward = null;
-      link.deactivate();
+      for (const dropped of this.outwardEdge.release()) dropped.deactivate();
       for (const parcel of this.outbound.drain()) parcel.closeObjects();
     }
   }
 
   private propagateClosureInward(): void {
-    const link = this.inward ?? this.bridge;
+    const link = this.bridge ?? this.inwardEdge.anyLink;
     if (link === null) return;
     const final = this.inbound.finalSequenceLength;
     if (
@@ -496,16 +563,53 @@ export class Router {
       link.acceptRouteClosure(final);
     }
     if (this.closureSentInward || this.closureSentOutward) {
-      this.inward = null;
+      for (const dropped of this.inwardEdge.release()) dropped.deactivate();
+      this.bridge?.deactivate();
       this.bridge = null;
-      link.deactivate();
     }
+  }
+
+  /**
+   * After a flush: marks this side of a stable central link stable, lets
+   * a waiting peer retry its lock, and starts a bypass of this proxy.
+   */
+  private maybeReduce(): void {
+    if (this.deferred.length > 0 && this.outwardEdge.isStable) {
+      const deferred = this.deferred.splice(0);
+      for (const action of deferred) action();
+    }
+    if (!this.bypassRequested) return;
+    this.bypassRequested = false;
+    if (this.disconnected || !this.registered) return;
+    if (!this.outwardEdge.isStable || !this.inwardEdge.isStable) return;
+    const outward = this.outward;
+    if (outward === null || outward.type !== 'central') return;
+    outward.markSideStable();
+    if (this.isTerminal) {
+      outward.flushOtherSideIfWaiting();
+      return;
+    }
+    if (this.inward !== null && !this.bypassInProgress) {
+      this.registry?.tryStartSelfBypass?.(this);
+    }
+  }
+
+  private readonly deferred: (() => unknown)[] = [];
+
+  /**
+   * Runs `action` once the outward edge has no decaying link: a bypass
+   * request that arrives while an earlier one is finishing waits for it.
+   */
+  deferUntilStable(action: () => unknown): void {
+    this.deferred.push(action);
   }
 
   private unregisterIfDone(): void {
     if (!this.registered) return;
     const hasLinks =
-      this.outward !== null || this.inward !== null || this.bridge !== null;
+      !this.outwardEdge.isEmpty ||
+      !this.inwardEdge.isEmpty ||
+      this.bridge !== null;
     if (hasLinks) return;
     const finished =
       this.closed || this.disconnected || (this.movedAway && this.proxied);

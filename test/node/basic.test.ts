@@ -21,7 +21,8 @@ test('broker and non-broker exchange parcels', () => {
   assert.is(moved.get().text(), 'through');
   moved.put('reply');
   assert.is(p.get().text(), 'reply');
-  assert.is(client.stats().proxies, 1);
+  // The proxy left on the client was bypassed at once (sync driver).
+  assert.is(client.stats().proxies, 0);
   p.close();
   assert.is(moved.status().peerClosed, true);
   b.close();

@@ -1,0 +1,444 @@
+import type { Observable } from 'rxjs';
+import type { FragmentRef } from '../link/fragment';
+import type { NodeLink } from '../link/node-link';
+import { RouterLinkState } from '../link/router-link-state';
+import type { FragmentDescriptor, MessageOf } from '../wire/messages';
+import type { NodeName } from '../wire/node-name';
+import { LocalRouterLink } from './local-router-link';
+import { RemoteRouterLink } from './remote-router-link';
+import type { Router } from './router';
+import type { RouterLink } from './router-link';
+
+/**
+ * Route reduction, after ipcz's proxy bypass: a proxy X between the
+ * route's far side P and the router T that took its portal asks to be
+ * bypassed, P and T get a direct central link, and the links through X
+ * decay once every parcel numbered before the switch has passed.
+ *
+ * X locks its central link to P first, naming T's node as the only one
+ * allowed to ask P for the bypass, so two proxies next to each other
+ * never both start one. Parcels keep their sequence numbers, so the
+ * receiving queues order what arrives over old and new links.
+ */
+export interface ReductionContext {
+  readonly name: NodeName | null;
+  /** A link to `name`: the existing one, or one made by introduction. */
+  establishLink(name: NodeName): Observable<NodeLink>;
+  getLink(name: NodeName): NodeLink | undefined;
+}
+
+/** Reasons a bypass message is refused; the link it came on is dropped. */
+type Rejection = string | null;
+
+/**
+ * Starts a bypass of proxy `x` when its inward edge is stable and its
+ * outward link is central. Called after a flush that left both edges
+ * stable.
+ */
+export function startSelfBypass(x: Router, context: ReductionContext): void {
+  const inward = x.inward;
+  const outward = x.outward;
+  if (!(inward instanceof RemoteRouterLink)) return;
+  if (outward === null || outward.type !== 'central') return;
+  const peer = outward.localPeer();
+  if (peer !== null) {
+    bypassWithLocalPeer(x, peer, inward, outward);
+    return;
+  }
+  if (!(outward instanceof RemoteRouterLink)) return;
+  if (!outward.tryLockForBypass(inward.remoteNodeName)) return;
+  x.bypassInProgress = true;
+  x.outwardEdge.startDecay();
+  x.inwardEdge.startDecay();
+  inward.nodeLink.send({
+    type: 'BypassPeer',
+    sublink: inward.sublink,
+    bypassTargetNode: outward.remoteNodeName,
+    bypassTargetSublink: outward.sublink,
+  });
+  void context;
+}
+
+/**
+ * X and P share this node: X builds the new central link from P to T
+ * over its own link to T's node, so no introduction is needed.
+ */
+function bypassWithLocalPeer(
+  x: Router,
+  p: Router,
+  inward: RemoteRouterLink,
+  outward: RouterLink,
+): void {
+  const nodeLink = inward.nodeLink;
+  if (!outward.tryLockForBypass(inward.remoteNodeName)) return;
+  const ref = nodeLink.memory.tryAllocateRouterLinkState();
+  if (ref === null) {
+    // The allocation started growth; try again once it has finished.
+    outward.unlock();
+    nodeLink.memory.allocateRouterLinkState().subscribe({
+      next: (grown) => {
+        grown.release();
+        x.flush(true);
+      },
+      error: () => {},
+    });
+    return;
+  }
+  const sentByP = p.outbound.currentSequenceNumber;
+  if (!p.outwardEdge.startDecay(sentByP, null)) {
+    ref.release();
+    outward.unlock();
+    return;
+  }
+  x.bypassInProgress = true;
+  x.outwardEdge.startDecay(null, sentByP);
+  x.inwardEdge.startDecay(sentByP, null);
+
+  const newSublink = nodeLink.memory.allocateSublinkIds(1);
+  const descriptor = descriptorOf(ref);
+  ref.clone(); // The reference the descriptor hands to T.
+  const link = new RemoteRouterLink(
+    nodeLink,
+    newSublink,
+    'central',
+    'A',
+    p,
+    stateOf(ref),
+    ref,
+  );
+  p.adoptOutwardLink(link);
+  nodeLink.send({
+    type: 'BypassPeerWithLink',
+    sublink: inward.sublink,
+    newSublink,
+    newLinkStateFragment: descriptor,
+    inboundSequenceLength: BigInt(sentByP),
+  });
+  p.flush(true);
+  x.flush();
+}
+
+/** T's side of BypassPeerWithLink: adopt the link X built to P. */
+export function acceptBypassPeerWithLink(
+  link: NodeLink,
+  m: MessageOf<'BypassPeerWithLink'>,
+): Rejection {
+  const binding = bindingOf(link, m.sublink);
+  if (binding === undefined) return null;
+  const t = binding.router;
+  if (t.outward !== binding) {
+    return 'BypassPeerWithLink arrived on a link that is not outward';
+  }
+  const state = adoptState(link, m.newLinkStateFragment);
+  if (typeof state === 'string') return state;
+  if (state === null) {
+    return waitForStateBuffer(link, m.newLinkStateFragment, () =>
+      acceptBypassPeerWithLink(link, m),
+    );
+  }
+  const sentByT = t.outbound.currentSequenceNumber;
+  const sentByP = Number(m.inboundSequenceLength);
+  if (!t.outwardEdge.startDecay(sentByT, sentByP)) {
+    state.ref.release();
+    return 'BypassPeerWithLink arrived while a link was decaying';
+  }
+  const newLink = new RemoteRouterLink(
+    link,
+    m.newSublink,
+    'central',
+    'B',
+    t,
+    state.state,
+    state.ref,
+  );
+  link.send({
+    type: 'StopProxyingToLocalPeer',
+    sublink: binding.sublink,
+    outboundSequenceLength: BigInt(sentByT),
+  });
+  t.setOutwardLink(newLink);
+  return null;
+}
+
+/** X's side: T told how many parcels it sent through X. */
+export function stopProxyingToLocalPeer(
+  link: NodeLink,
+  m: MessageOf<'StopProxyingToLocalPeer'>,
+): Rejection {
+  const binding = bindingOf(link, m.sublink);
+  if (binding === undefined) return null;
+  const x = binding.router;
+  const decayingOutward = x.outwardEdge.decaying;
+  const p = decayingOutward?.localPeer() ?? null;
+  if (x.inwardEdge.decaying !== binding || p === null) {
+    return 'StopProxyingToLocalPeer arrived at a router that is not bypassed';
+  }
+  const sentByT = Number(m.outboundSequenceLength);
+  p.outwardEdge.lengthFromDecaying = sentByT;
+  x.outwardEdge.lengthToDecaying = sentByT;
+  x.inwardEdge.lengthFromDecaying = sentByT;
+  x.bypassInProgress = false;
+  x.flush();
+  p.flush();
+  return null;
+}
+
+/**
+ * T's side of BypassPeer: link to P's node (introduced if needed), make a
+ * new central link to P and tell P with AcceptBypassLink.
+ */
+export function acceptBypassPeer(
+  link: NodeLink,
+  m: MessageOf<'BypassPeer'>,
+  context: ReductionContext,
+): Rejection {
+  const binding = bindingOf(link, m.sublink);
+  if (binding === undefined) return null;
+  const t = binding.router;
+  if (t.outward !== binding) return null;
+  if (!t.outwardEdge.isStable) {
+    t.deferUntilStable(() => acceptBypassPeer(link, m, context));
+    return null;
+  }
+  if (context.name !== null && m.bypassTargetNode.equals(context.name)) {
+    return bypassToLocalPeer(link, binding, m.bypassTargetSublink);
+  }
+  context.establishLink(m.bypassTargetNode).subscribe({
+    next: (toP) => linkToRemotePeer(link, binding, toP, m.bypassTargetSublink),
+    error: () => t.acceptRouteDisconnectedFrom(null),
+  });
+  return null;
+}
+
+/** P lives on T's node: join them with a local central link. */
+function bypassToLocalPeer(
+  link: NodeLink,
+  tBinding: RemoteRouterLink,
+  targetSublink: bigint,
+): Rejection {
+  const pBinding = bindingOf(link, targetSublink);
+  if (pBinding === undefined) return null;
+  const t = tBinding.router;
+  const p = pBinding.router;
+  if (p.outward !== pBinding || !p.outwardEdge.isStable) {
+    return 'BypassPeer names a router that is not the proxy\'s peer';
+  }
+  const sentByT = t.outbound.currentSequenceNumber;
+  const sentByP = p.outbound.currentSequenceNumber;
+  t.outwardEdge.startDecay(sentByT, sentByP);
+  p.outwardEdge.startDecay(sentByP, sentByT);
+  const [forP, forT] = LocalRouterLink.createPair('central', p, t, false);
+  link.send({
+    type: 'StopProxying',
+    sublink: pBinding.sublink,
+    inboundSequenceLength: BigInt(sentByP),
+    outboundSequenceLength: BigInt(sentByT),
+  });
+  p.setOutwardLink(forP);
+  t.setOutwardLink(forT);
+  return null;
+}
+
+function linkToRemotePeer(
+  toX: NodeLink,
+  binding: RemoteRouterLink,
+  toP: NodeLink,
+  targetSublink: bigint,
+): void {
+  const t = binding.router;
+  if (t.outward !== binding || !t.outwardEdge.isStable) return;
+  const ref = toP.memory.tryAllocateRouterLinkState();
+  if (ref === null) {
+    toP.memory.allocateRouterLinkState().subscribe({
+      next: (grown) => {
+        grown.release();
+        linkToRemotePeer(toX, binding, toP, targetSublink);
+      },
+      error: () => t.acceptRouteDisconnectedFrom(null),
+    });
+    return;
+  }
+  const sentByT = t.outbound.currentSequenceNumber;
+  t.outwardEdge.startDecay(sentByT, null);
+  const newSublink = toP.memory.allocateSublinkIds(1);
+  const descriptor = descriptorOf(ref);
+  ref.clone(); // The reference the descriptor hands to P.
+  const newLink = new RemoteRouterLink(
+    toP,
+    newSublink,
+    'central',
+    'A',
+    t,
+    stateOf(ref),
+    ref,
+  );
+  // T adopts the link before P can answer (under the sync driver P's
+  // ProxyWillStop arrives inside this send), but flushes only after the
+  // message introducing the sublink is on its way.
+  t.adoptOutwardLink(newLink);
+  toP.send({
+    type: 'AcceptBypassLink',
+    currentPeerNode: toX.remoteName,
+    currentPeerSublink: targetSublink,
+    inboundSequenceLengthFromBypassedLink: BigInt(sentByT),
+    newSublink,
+    newLinkStateFragment: descriptor,
+  });
+  t.flush(true);
+}
+
+/** P's side: T offers a direct link in place of the one through X. */
+export function acceptBypassLink(
+  link: NodeLink,
+  m: MessageOf<'AcceptBypassLink'>,
+  context: ReductionContext,
+): Rejection {
+  const toX = context.getLink(m.currentPeerNode);
+  if (toX === undefined) return null;
+  const binding = bindingOf(toX, m.currentPeerSublink);
+  if (binding === undefined) return null;
+  const p = binding.router;
+  if (p.outward !== binding || binding.type !== 'central') {
+    return 'AcceptBypassLink names a link that is not central';
+  }
+  if (toX !== link && !binding.canNodeRequestBypass(link.remoteName)) {
+    return `node ${link.remoteName} may not ask for this bypass`;
+  }
+  if (!p.outwardEdge.isStable) {
+    p.deferUntilStable(() => {
+      const rejection = acceptBypassLink(link, m, context);
+      if (rejection !== null) link.reject(rejection);
+    });
+    return null;
+  }
+  const state = adoptState(link, m.newLinkStateFragment);
+  if (typeof state === 'string') return state;
+  if (state === null) {
+    return waitForStateBuffer(link, m.newLinkStateFragment, () =>
+      acceptBypassLink(link, m, context),
+    );
+  }
+  const sentByP = p.outbound.currentSequenceNumber;
+  const sentByT = Number(m.inboundSequenceLengthFromBypassedLink);
+  p.outwardEdge.startDecay(sentByP, sentByT);
+  const newLink = new RemoteRouterLink(
+    link,
+    m.newSublink,
+    'central',
+    'B',
+    p,
+    state.state,
+    state.ref,
+  );
+  toX.send({
+    type: 'StopProxying',
+    sublink: binding.sublink,
+    inboundSequenceLength: BigInt(sentByP),
+    outboundSequenceLength: BigInt(sentByT),
+  });
+  link.send({
+    type: 'ProxyWillStop',
+    sublink: m.newSublink,
+    inboundSequenceLength: BigInt(sentByP),
+  });
+  p.setOutwardLink(newLink);
+  return null;
+}
+
+/** X's side: both ends of the bypass told it where traffic switches. */
+export function stopProxying(
+  link: NodeLink,
+  m: MessageOf<'StopProxying'>,
+): Rejection {
+  const binding = bindingOf(link, m.sublink);
+  if (binding === undefined) return null;
+  const x = binding.router;
+  if (x.outwardEdge.decaying !== binding || x.inwardEdge.decaying === null) {
+    return 'StopProxying arrived at a router that is not being bypassed';
+  }
+  const sentByP = Number(m.inboundSequenceLength);
+  const sentByT = Number(m.outboundSequenceLength);
+  x.inwardEdge.lengthToDecaying = sentByP;
+  x.inwardEdge.lengthFromDecaying = sentByT;
+  x.outwardEdge.lengthToDecaying = sentByT;
+  x.outwardEdge.lengthFromDecaying = sentByP;
+  x.bypassInProgress = false;
+  x.flush();
+  return null;
+}
+
+/** T's side: P says how many of its parcels still come through X. */
+export function proxyWillStop(
+  link: NodeLink,
+  m: MessageOf<'ProxyWillStop'>,
+): Rejection {
+  const binding = bindingOf(link, m.sublink);
+  if (binding === undefined) return null;
+  const t = binding.router;
+  if (t.outward !== binding || t.outwardEdge.decaying === null) {
+    return 'ProxyWillStop arrived at a router that is not bypassing';
+  }
+  t.outwardEdge.lengthFromDecaying = Number(m.inboundSequenceLength);
+  t.flush();
+  return null;
+}
+
+/** The other side became stable: retry what waited for it. */
+export function flushRouter(
+  link: NodeLink,
+  m: MessageOf<'FlushRouter'>,
+): Rejection {
+  bindingOf(link, m.sublink)?.router.flush(true);
+  return null;
+}
+
+function bindingOf(
+  link: NodeLink,
+  sublink: bigint,
+): RemoteRouterLink | undefined {
+  const binding = link.getSublink(sublink);
+  return binding instanceof RemoteRouterLink ? binding : undefined;
+}
+
+function descriptorOf(ref: FragmentRef): FragmentDescriptor {
+  return ref.fragment.descriptor;
+}
+
+function stateOf(ref: FragmentRef): RouterLinkState {
+  return new RouterLinkState(ref.fragment.bytes as Uint8Array);
+}
+
+/**
+ * Maps the RouterLinkState the peer allocated. Returns null while its
+ * buffer has not arrived, and a reason when the descriptor is invalid.
+ */
+function adoptState(
+  link: NodeLink,
+  descriptor: FragmentDescriptor,
+): { state: RouterLinkState; ref: FragmentRef } | string | null {
+  const fragment = link.memory.getFragment(descriptor);
+  if (fragment.isPending()) return null;
+  if (fragment.isNull() || fragment.bytes === null) {
+    return 'link state fragment is null or out of bounds';
+  }
+  if (fragment.size < 64 || fragment.offset % 8 !== 0) {
+    return `link state fragment of ${fragment.size} bytes is invalid`;
+  }
+  const ref = link.memory.adoptFragmentRef(fragment);
+  return { state: new RouterLinkState(fragment.bytes), ref };
+}
+
+function waitForStateBuffer(
+  link: NodeLink,
+  descriptor: FragmentDescriptor,
+  retry: () => Rejection,
+): Rejection {
+  link.memory.waitForBuffer(descriptor.bufferId).subscribe({
+    next: () => {
+      const rejection = retry();
+      if (rejection !== null) link.reject(rejection);
+    },
+    error: () => {},
+  });
+  return null;
+}
