@@ -662,3 +662,23 @@ export function firstMismatch(
 export function numbered(prefix: string, count: number): string[] {
   return Array.from({ length: count }, (_, i) => `${prefix}${i}`);
 }
+
+/** Calls `action` and checks that it throws an IpczError with `code`. */
+export function expectIpczError(
+  action: () => unknown,
+  code: IpczError['code'],
+  what: string,
+): void {
+  try {
+    action();
+  } catch (error) {
+    if (error instanceof IpczError && error.code === code) return;
+    throw new Error(
+      `${currentScenario}: ${what} threw ${describe(error)}, expected ` +
+        `IpczError ${code}`,
+    );
+  }
+  throw new Error(
+    `${currentScenario}: ${what} returned, expected IpczError ${code}`,
+  );
+}
