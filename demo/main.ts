@@ -383,7 +383,7 @@ async function runDemo(options: DemoOptions): Promise<boolean> {
         `sandboxed worker sent ${sandboxStats.memoryRequestsSent} ` +
         `(direct allocations there: ${sandboxStats.directAllocations})`,
       `proxies left on the broker: ${brokerStats.proxies} ` +
-        '(from broker.stats(); route reduction is not implemented yet)',
+        '(from broker.stats())',
       `links on the broker: ${brokerStats.links}, ` +
         `${options.workers} workers, ` +
         `${((Date.now() - started) / 1000).toFixed(1)} s`,
