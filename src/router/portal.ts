@@ -92,7 +92,7 @@ export class Parcel {
   }
 }
 
-type PortalState = 'open' | 'closed' | 'moved';
+type PortalState = 'open' | 'closed' | 'moved' | 'merged';
 
 /**
  * One end of a route. Parcels put into a portal come out of its peer in
@@ -376,6 +376,60 @@ export class Portal {
     });
   }
 
+  /**
+   * Merges this portal's route with `other`'s, as ipcz's MergePortals:
+   * parcels from this portal's peer come out of `other`'s peer and the
+   * reverse. Both portals are spent. Throws `INVALID_ARGUMENT` when
+   * `other` is this portal, its local peer, or not an open portal, and
+   * `FAILED_PRECONDITION` when either portal has sent or taken a parcel
+   * or has a pending two-phase operation.
+   */
+  merge(other: Portal): void {
+    this.requireOpen('merge');
+    if (!(other instanceof Portal)) {
+      throw new IpczError('INVALID_ARGUMENT', 'other must be a Portal');
+    }
+    if (other === this) {
+      throw new IpczError('INVALID_ARGUMENT', 'cannot merge a portal with itself');
+    }
+    if (!other.isOpen) {
+      throw new IpczError(
+        'INVALID_ARGUMENT',
+        'cannot merge with a portal that was closed, sent or merged',
+      );
+    }
+    if (this.router.outward?.localPeer() === other.router) {
+      throw new IpczError(
+        'INVALID_ARGUMENT',
+        'cannot merge a portal with its own local peer',
+      );
+    }
+    for (const portal of [this, other]) {
+      const router = portal.router;
+      if (portal.hasPendingTwoPhase) {
+        throw new IpczError(
+          'FAILED_PRECONDITION',
+          'cannot merge a portal with a pending two-phase put or get',
+        );
+      }
+      if (
+        router.outbound.currentSequenceLength > 0 ||
+        router.inbound.currentSequenceNumber > 0
+      ) {
+        throw new IpczError(
+          'FAILED_PRECONDITION',
+          'cannot merge a portal that has sent or taken a parcel',
+        );
+      }
+    }
+    for (const portal of [this, other]) {
+      portal.state = 'merged';
+      portal.released.next();
+      portal.released.complete();
+    }
+    this.router.mergeWith(other.router);
+  }
+
   /** Closes the portal; the peer sees closure after every parcel sent. */
   close(): void {
     this.requireOpen('close');
@@ -480,7 +534,11 @@ export class Portal {
 
   private requireOpen(operation: string): void {
     if (this.state === 'open') return;
-    const why = this.state === 'closed' ? 'closed' : 'sent in a parcel';
+    const why = {
+      closed: 'closed',
+      moved: 'sent in a parcel',
+      merged: 'merged with another portal',
+    }[this.state];
     throw new IpczError(
       'INVALID_ARGUMENT',
       `cannot ${operation}: the portal was ${why}`,

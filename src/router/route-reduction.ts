@@ -6,6 +6,7 @@ import type { FragmentDescriptor, MessageOf } from '../wire/messages';
 import type { NodeName } from '../wire/node-name';
 import { LocalRouterLink } from './local-router-link';
 import { RemoteRouterLink } from './remote-router-link';
+import type { RouteEdge } from './route-edge';
 import type { Router } from './router';
 import type { RouterLink } from './router-link';
 
@@ -36,6 +37,10 @@ type Rejection = string | null;
  * stable.
  */
 export function startSelfBypass(x: Router, context: ReductionContext): void {
+  if (x.bridge !== null) {
+    startBridgeBypass(x);
+    return;
+  }
   const inward = x.inward;
   const outward = x.outward;
   if (!(inward instanceof RemoteRouterLink)) return;
@@ -60,17 +65,119 @@ export function startSelfBypass(x: Router, context: ReductionContext): void {
 }
 
 /**
+ * Bypasses a merged pair of routers as if they were one proxy: `a`'s
+ * outward link leads to one route's far end, its bridge peer's outward
+ * link to the other's. The side whose peer is on this node, if any,
+ * plays the proxy's outward (P) side.
+ */
+function startBridgeBypass(a: Router): void {
+  const b = a.bridgePeer;
+  if (b === null || a.bridgeBypassStarted || b.bypassInProgress) return;
+  const linkA = a.outward;
+  const linkB = b.outward;
+  if (linkA === null || linkB === null) return;
+  if (linkA.type !== 'central' || linkB.type !== 'central') return;
+  if (!a.outwardEdge.isStable || !b.outwardEdge.isStable) return;
+  const peerA = linkA.localPeer();
+  const peerB = linkB.localPeer();
+
+  if (peerA !== null && peerB !== null) {
+    joinLocalPeers(a, b, peerA, peerB);
+    return;
+  }
+  // Orient the pair so that a local peer, if any, is on the P side.
+  const [towardP, towardT] = peerB !== null ? [b, a] : [a, b];
+  const pLink = towardP.outward as RouterLink;
+  const tLink = towardT.outward;
+  if (!(tLink instanceof RemoteRouterLink)) return;
+  const localP = pLink.localPeer();
+  if (localP !== null) {
+    if (bypassWithLocalPeer(towardT, localP, tLink, pLink, towardP)) {
+      a.bridgeBypassStarted = b.bridgeBypassStarted = true;
+    }
+    return;
+  }
+  if (!(pLink instanceof RemoteRouterLink)) return;
+  if (!pLink.tryLockForBypass(tLink.remoteNodeName)) return;
+  a.bridgeBypassStarted = b.bridgeBypassStarted = true;
+  a.bypassInProgress = b.bypassInProgress = true;
+  towardP.outwardEdge.startDecay();
+  towardT.outwardEdge.startDecay();
+  tLink.nodeLink.send({
+    type: 'BypassPeer',
+    sublink: tLink.sublink,
+    bypassTargetNode: pLink.remoteNodeName,
+    bypassTargetSublink: pLink.sublink,
+  });
+}
+
+/** Both far ends of a merged pair live here: link them directly. */
+function joinLocalPeers(a: Router, b: Router, c: Router, d: Router): void {
+  const sentByC = c.outbound.currentSequenceNumber;
+  const sentByD = d.outbound.currentSequenceNumber;
+  a.bridgeBypassStarted = b.bridgeBypassStarted = true;
+  c.outwardEdge.startDecay(sentByC, sentByD);
+  d.outwardEdge.startDecay(sentByD, sentByC);
+  a.outwardEdge.startDecay(sentByD, sentByC);
+  b.outwardEdge.startDecay(sentByC, sentByD);
+  const [forC, forD] = LocalRouterLink.createPair('central', c, d, false);
+  c.setOutwardLink(forC);
+  d.setOutwardLink(forD);
+  a.flush();
+  b.flush();
+}
+
+/**
+ * The edges of a proxy, or of a merged pair acting as one: `towardP`
+ * leads to the router being joined directly to T, `towardT` to T.
+ */
+interface ProxyEdges {
+  towardP: RouteEdge;
+  towardT: RouteEdge;
+  routers: Router[];
+}
+
+/** Edges of the proxy that received a message over `towardT`'s link. */
+function edgesFromT(x: Router): ProxyEdges {
+  const other = x.bridgePeer;
+  if (other === null) {
+    return { towardP: x.outwardEdge, towardT: x.inwardEdge, routers: [x] };
+  }
+  return {
+    towardP: other.outwardEdge,
+    towardT: x.outwardEdge,
+    routers: [x, other],
+  };
+}
+
+/** Edges of the proxy that received a message over `towardP`'s link. */
+function edgesFromP(x: Router): ProxyEdges {
+  const other = x.bridgePeer;
+  if (other === null) {
+    return { towardP: x.outwardEdge, towardT: x.inwardEdge, routers: [x] };
+  }
+  return {
+    towardP: x.outwardEdge,
+    towardT: other.outwardEdge,
+    routers: [x, other],
+  };
+}
+
+/**
  * X and P share this node: X builds the new central link from P to T
- * over its own link to T's node, so no introduction is needed.
+ * over its own link to T's node, so no introduction is needed. For a
+ * merged pair, `xTowardP` is the half whose outward link leads to P and
+ * `x` the half whose link leads to T. Returns whether it started.
  */
 function bypassWithLocalPeer(
   x: Router,
   p: Router,
   inward: RemoteRouterLink,
   outward: RouterLink,
-): void {
+  xTowardP: Router = x,
+): boolean {
   const nodeLink = inward.nodeLink;
-  if (!outward.tryLockForBypass(inward.remoteNodeName)) return;
+  if (!outward.tryLockForBypass(inward.remoteNodeName)) return false;
   const ref = nodeLink.memory.tryAllocateRouterLinkState();
   if (ref === null) {
     // The allocation started growth; try again once it has finished.
@@ -82,17 +189,18 @@ function bypassWithLocalPeer(
       },
       error: () => {},
     });
-    return;
+    return false;
   }
   const sentByP = p.outbound.currentSequenceNumber;
   if (!p.outwardEdge.startDecay(sentByP, null)) {
     ref.release();
     outward.unlock();
-    return;
+    return false;
   }
-  x.bypassInProgress = true;
-  x.outwardEdge.startDecay(null, sentByP);
-  x.inwardEdge.startDecay(sentByP, null);
+  const towardT = x === xTowardP ? x.inwardEdge : x.outwardEdge;
+  x.bypassInProgress = xTowardP.bypassInProgress = true;
+  xTowardP.outwardEdge.startDecay(null, sentByP);
+  towardT.startDecay(sentByP, null);
 
   const newSublink = nodeLink.memory.allocateSublinkIds(1);
   const descriptor = descriptorOf(ref);
@@ -116,6 +224,8 @@ function bypassWithLocalPeer(
   });
   p.flush(true);
   x.flush();
+  xTowardP.flush();
+  return true;
 }
 
 /** T's side of BypassPeerWithLink: adopt the link X built to P. */
@@ -167,18 +277,17 @@ export function stopProxyingToLocalPeer(
 ): Rejection {
   const binding = bindingOf(link, m.sublink);
   if (binding === undefined) return null;
-  const x = binding.router;
-  const decayingOutward = x.outwardEdge.decaying;
-  const p = decayingOutward?.localPeer() ?? null;
-  if (x.inwardEdge.decaying !== binding || p === null) {
+  const edges = edgesFromT(binding.router);
+  const p = edges.towardP.decaying?.localPeer() ?? null;
+  if (edges.towardT.decaying !== binding || p === null) {
     return 'StopProxyingToLocalPeer arrived at a router that is not bypassed';
   }
   const sentByT = Number(m.outboundSequenceLength);
   p.outwardEdge.lengthFromDecaying = sentByT;
-  x.outwardEdge.lengthToDecaying = sentByT;
-  x.inwardEdge.lengthFromDecaying = sentByT;
-  x.bypassInProgress = false;
-  x.flush();
+  edges.towardP.lengthToDecaying = sentByT;
+  edges.towardT.lengthFromDecaying = sentByT;
+  for (const router of edges.routers) router.bypassInProgress = false;
+  for (const router of edges.routers) router.flush();
   p.flush();
   return null;
 }
@@ -352,18 +461,18 @@ export function stopProxying(
 ): Rejection {
   const binding = bindingOf(link, m.sublink);
   if (binding === undefined) return null;
-  const x = binding.router;
-  if (x.outwardEdge.decaying !== binding || x.inwardEdge.decaying === null) {
+  const edges = edgesFromP(binding.router);
+  if (edges.towardP.decaying !== binding || edges.towardT.decaying === null) {
     return 'StopProxying arrived at a router that is not being bypassed';
   }
   const sentByP = Number(m.inboundSequenceLength);
   const sentByT = Number(m.outboundSequenceLength);
-  x.inwardEdge.lengthToDecaying = sentByP;
-  x.inwardEdge.lengthFromDecaying = sentByT;
-  x.outwardEdge.lengthToDecaying = sentByT;
-  x.outwardEdge.lengthFromDecaying = sentByP;
-  x.bypassInProgress = false;
-  x.flush();
+  edges.towardT.lengthToDecaying = sentByP;
+  edges.towardT.lengthFromDecaying = sentByT;
+  edges.towardP.lengthToDecaying = sentByT;
+  edges.towardP.lengthFromDecaying = sentByP;
+  for (const router of edges.routers) router.bypassInProgress = false;
+  for (const router of edges.routers) router.flush();
   return null;
 }
 

@@ -1,6 +1,7 @@
 import { Subject } from 'rxjs';
 import { IpczError } from '../errors';
 import type { NodeName } from '../wire/node-name';
+import { LocalRouterLink } from './local-router-link';
 import { Parcel } from './parcel';
 import { RouteEdge } from './route-edge';
 import type { QueueState, RouterLink } from './router-link';
@@ -78,6 +79,10 @@ export class Router {
 
   private closed = false;
   private movedAway = false;
+  /** Joined to another route's router by a bridge (MergePortals). */
+  private merged = false;
+  /** The bridge pair asked to be bypassed; it ends once both edges went. */
+  bridgeBypassStarted = false;
   /** A moved router got its inward link, so it may finish as a proxy. */
   private proxied = false;
   private disconnected = false;
@@ -116,11 +121,17 @@ export class Router {
   }
 
   get isTerminal(): boolean {
-    return this.inwardEdge.isEmpty && !this.movedAway;
+    return this.inwardEdge.isEmpty && !this.movedAway && !this.merged;
   }
 
+  /** Whether this router only forwards: it moved away or was merged. */
   get isProxy(): boolean {
-    return this.movedAway && this.registered;
+    return (this.movedAway || this.merged) && this.registered;
+  }
+
+  /** The router at the other end of this router's bridge, if merged. */
+  get bridgePeer(): Router | null {
+    return this.bridge?.localPeer() ?? null;
   }
 
   get isClosed(): boolean {
@@ -377,6 +388,32 @@ export class Router {
     this.flush(true);
   }
 
+  /**
+   * Joins this route and `other`'s into one, as ipcz's MergePortals: a
+   * bridge link carries each router's inbound parcels out through the
+   * other. Both stop being terminal. The caller checked that neither has
+   * sent or taken a parcel, so both sequences start at zero and continue
+   * unchanged across the bridge.
+   */
+  mergeWith(other: Router): void {
+    const [forThis, forOther] = LocalRouterLink.createPair(
+      'bridge',
+      this,
+      other,
+      false,
+    );
+    for (const [router, link] of [
+      [this, forThis],
+      [other, forOther],
+    ] as const) {
+      router.merged = true;
+      router.bridge = link;
+      router.changes.complete();
+    }
+    this.flush(true);
+    other.flush(true);
+  }
+
   /** Marks this router as sent in a parcel; it stops being terminal. */
   markMovedAway(): void {
     this.movedAway = true;
@@ -481,7 +518,19 @@ export class Router {
     this.propagateClosureOutward();
     this.propagateClosureInward();
     if (decayed) this.bypassRequested = true;
+    this.dropBypassedBridge();
     this.unregisterIfDone();
+  }
+
+  /** Once both halves of a bypassed bridge lost their links, drop it. */
+  private dropBypassedBridge(): void {
+    const bridge = this.bridge;
+    const peer = this.bridgePeer;
+    if (bridge === null || peer === null || !this.bridgeBypassStarted) return;
+    if (!this.outwardEdge.isEmpty || !peer.outwardEdge.isEmpty) return;
+    this.bridge = null;
+    bridge.deactivate();
+    peer.flush();
   }
 
   private forwardOutbound(): void {
@@ -589,7 +638,10 @@ export class Router {
       outward.flushOtherSideIfWaiting();
       return;
     }
-    if (this.inward !== null && !this.bypassInProgress) {
+    if (
+      (this.inward !== null || this.bridge !== null) &&
+      !this.bypassInProgress
+    ) {
       this.registry?.tryStartSelfBypass?.(this);
     }
   }
@@ -612,7 +664,10 @@ export class Router {
       this.bridge !== null;
     if (hasLinks) return;
     const finished =
-      this.closed || this.disconnected || (this.movedAway && this.proxied);
+      this.closed ||
+      this.disconnected ||
+      this.merged ||
+      (this.movedAway && this.proxied);
     if (!finished) return;
     this.registered = false;
     this.registry?.remove(this);
