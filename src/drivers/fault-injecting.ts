@@ -30,9 +30,9 @@ import type {
 export interface DelayFault {
   /** Chance that a message is delayed, from 0 to 1 (default 1). */
   probability?: number;
-  /** Shortest delay in milliseconds (default 0). */
+  /** Minimum delay in milliseconds (default 0). */
   minMs?: number;
-  /** Longest delay in milliseconds. */
+  /** Maximum delay in milliseconds. */
   maxMs: number;
 }
 
@@ -47,8 +47,8 @@ export interface SeverFault {
   /** Messages that cross a transport before it is severed (at least 1). */
   afterMessages: number;
   /**
-   * Which transports to sever, by the order in which this driver first
-   * saw them (activation or first transmission, counting from 0). Omitted:
+   * Indexes of the transports to sever, numbered from 0 in the order this
+   * driver first used them (activation or first transmission). Omitted:
    * every transport.
    */
   transports?: readonly number[];
@@ -65,7 +65,7 @@ export interface AllocationFault {
   probability?: number;
 }
 
-/** What `createFaultInjectingDriver` injects, and the seed it draws from. */
+/** The faults `createFaultInjectingDriver` injects, and their seed. */
 export interface FaultPlan {
   /**
    * Seed of every random choice (default 1). The same seed and the same
