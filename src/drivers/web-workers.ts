@@ -15,12 +15,14 @@
  * - the `close` event of MessagePort, where the browser fires it;
  * - with the `heartbeat` option, an endpoint posts a heartbeat every
  *   `intervalMs`, and its peer fails the transport after `timeoutMs`
- *   without any message;
+ *   without any message (node workers send them by default);
  * - `terminate()` of a `WebNodeWorker` fails the parent's transport
  *   itself (see src/web/node-worker.ts).
  * A worker that is terminated by other means, or that calls
  * `self.close()`, goes unnoticed when no heartbeat runs and the browser
- * fires no `close` event; its routes then stay open.
+ * fires no `close` event (Chromium 156 fires none). Its routes then stay
+ * open. A heartbeat timeout is delayed, never hastened, while the
+ * watching thread itself stalls.
  *
  * This module uses web messaging only and imports no Node built-in.
  */
@@ -244,8 +246,8 @@ export class WebWorkerTransport implements Transport {
     try {
       this.port.postMessage(message);
     } catch {
-      // A control message contains no handles, so posting fails only when
-      // the port is already unusable; the peer then learns nothing more.
+      // A control message contains no handles and clones without fail,
+      // so a failed post leaves nothing to recover.
     }
   }
 
@@ -320,10 +322,18 @@ export class WebWorkerTransport implements Transport {
    * promise. Any message counts, so a busy transport needs no heartbeats.
    */
   private armWatchdog(delayMs: number): void {
+    const dueAt = this.scheduler.now() + delayMs;
     this.watchdog = this.scheduler.schedule(() => {
       this.watchdog = null;
       if (this.state !== 'active' || this.failed) return;
-      const silentMs = this.scheduler.now() - this.lastHeardAt;
+      const now = this.scheduler.now();
+      // A check that runs far past its time means this thread stalled
+      // (a long task, a throttled background tab). The peer's heartbeats
+      // may still wait in the port's queue, so the watch starts over.
+      if (now - dueAt > this.peerTimeoutMs / 2) {
+        this.lastHeardAt = now;
+      }
+      const silentMs = now - this.lastHeardAt;
       if (silentMs >= this.peerTimeoutMs) {
         this.fail(
           `peer sent nothing for ${silentMs} ms, past its heartbeat ` +

@@ -14,6 +14,7 @@ export {
   type WebWorkerDriverOptions,
 } from '../drivers/web-workers';
 export {
+  DEFAULT_WORKER_HEARTBEAT,
   connectToParent,
   startWebNodeWorker,
   type StartWebNodeWorkerOptions,

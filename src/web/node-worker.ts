@@ -12,9 +12,11 @@
  * this handshake carry an `ipczRx` key; an application that posts its own
  * messages to the worker should ignore those.
  *
- * A browser tells a MessagePort nothing when its worker is terminated, so
- * `WebNodeWorker.terminate()` also fails the parent's transport, and every
- * route through that link gets peer closure. See the liveness notes in
+ * A browser fires no event on a MessagePort when its worker is
+ * terminated, so `WebNodeWorker.terminate()` also fails the parent's
+ * transport, and every route through that link gets peer closure. Other
+ * nodes linked to the worker directly learn of its end from the
+ * heartbeats it sends by default. See the liveness notes in
  * src/drivers/web-workers.ts for what is detected otherwise.
  */
 import { filter, firstValueFrom } from 'rxjs';
@@ -46,11 +48,13 @@ export interface StartWebNodeWorkerOptions {
    */
   canAllocate?: boolean;
   /**
-   * Heartbeats that the worker's driver sends on its transports, so that
-   * the page notices within `timeoutMs` when the worker is terminated
-   * without `WebNodeWorker.terminate()` (default: none).
+   * Heartbeats that the worker's driver sends on all its transports
+   * (default `DEFAULT_WORKER_HEARTBEAT`; `null` sends none). They are how
+   * the worker's other peers notice its termination: once routes reduce,
+   * other workers link to it directly, and `WebNodeWorker.terminate()`
+   * can only fail the parent's own link.
    */
-  heartbeat?: HeartbeatOptions;
+  heartbeat?: HeartbeatOptions | null;
   /** Application data, structured-cloned to `connectToParent`. */
   workerData?: unknown;
   /** Label of the worker's node, also the worker's name. */
@@ -102,6 +106,17 @@ interface ParentConnection {
 }
 
 const DEFAULT_PORTALS = 1;
+
+/**
+ * Default heartbeats of a node worker. A beat a second costs little. A
+ * 10 s timeout drops a worker whose event loop is blocked that long, as
+ * a long synchronous computation can do, so such a worker needs a larger
+ * timeout or `heartbeat: null`.
+ */
+export const DEFAULT_WORKER_HEARTBEAT: Readonly<HeartbeatOptions> = {
+  intervalMs: 1_000,
+  timeoutMs: 10_000,
+};
 
 function checkPortalCount(name: string, value: unknown): number {
   if (value === undefined) return DEFAULT_PORTALS;
@@ -184,9 +199,13 @@ export function startWebNodeWorker(
 ): WebNodeWorker {
   checkParent(parent);
   const portals = checkPortalCount('options.portals', options.portals);
-  if (options.heartbeat !== undefined) {
+  const heartbeat =
+    options.heartbeat === undefined
+      ? DEFAULT_WORKER_HEARTBEAT
+      : options.heartbeat ?? undefined;
+  if (heartbeat !== undefined) {
     // Checks the options here, where the caller can catch the error.
-    createWebWorkerDriver({ heartbeat: options.heartbeat });
+    createWebWorkerDriver({ heartbeat });
   }
   const [local, remote] = parent.driver.createTransports();
   if (
@@ -205,7 +224,7 @@ export function startWebNodeWorker(
     parentIsBroker: parent.isBroker,
     allocationDelegate: options.allocationDelegate === true,
     canAllocate: options.canAllocate ?? true,
-    heartbeat: options.heartbeat,
+    heartbeat: heartbeat === undefined ? undefined : { ...heartbeat },
     label: options.label,
     workerData: options.workerData,
   };
