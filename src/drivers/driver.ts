@@ -98,7 +98,11 @@ export interface Driver {
    * transport drops later transmissions.
    */
   closeTransport(transport: Transport): void;
-  /** Sends bytes and handles; delivery order is transmission order. */
+  /**
+   * Sends bytes and handles; delivery order is transmission order. The
+   * driver takes ownership of `data`: the caller does not touch it again,
+   * and the receiving listener may keep or change what it gets.
+   */
   transmit(transport: Transport, data: Uint8Array, handles: unknown[]): void;
   /** Tells the driver that a message from this transport was invalid. */
   reportBadTransportActivity(transport: Transport, reason: string): void;

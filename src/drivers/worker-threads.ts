@@ -37,10 +37,23 @@ export interface WorkerDriverOptions {
   canAllocate?: boolean;
 }
 
-/** One transmission as it crosses the port. */
+/** One transmission waiting to be posted. */
 interface PortMessage {
   data: Uint8Array;
   handles: unknown[];
+}
+
+/**
+ * What crosses the port: every transmission of one task packed into one
+ * byte array, so structured clone copies one buffer instead of one
+ * object per message. `ends[i]` is where message i's bytes end;
+ * `handleEnds[i]` where its handles end in `handles`.
+ */
+interface PortBatch {
+  bytes: Uint8Array;
+  ends: Uint32Array;
+  handles: unknown[];
+  handleEnds: Uint32Array;
 }
 
 type TransportState = 'inactive' | 'active' | 'deactivated' | 'closed';
@@ -137,9 +150,9 @@ export class WorkerTransport implements Transport {
       closePortHandles(handles);
       return;
     }
-    // Copies now, because the caller may reuse its buffer before the
-    // batch is posted.
-    this.outgoing.push({ data: data.slice(), handles: [...handles] });
+    // The driver owns `data` once transmitted, so no copy is needed
+    // before the batch is posted (postMessage clones it).
+    this.outgoing.push({ data, handles: [...handles] });
     for (const handle of handles) {
       if (isMessagePort(handle)) this.outgoingPorts.push(handle);
     }
@@ -159,7 +172,7 @@ export class WorkerTransport implements Transport {
     // Message bytes are cloned, not transferred: transferring many small
     // buffers was slower than copying them (see the class comment).
     try {
-      this.port.postMessage(batch, transferList);
+      this.port.postMessage(packBatch(batch), transferList);
     } catch (error) {
       // checkTransmit rejects what cannot be cloned, so this means a
       // caller skipped it. The batch is lost, so the transport fails.
@@ -168,21 +181,27 @@ export class WorkerTransport implements Transport {
   };
 
   private readonly onPortMessage = (payload: unknown): void => {
-    if (!Array.isArray(payload)) {
-      this.rejectMessage('port message is not an array of transmissions');
+    const batch = checkBatch(payload);
+    if (typeof batch === 'string') {
+      if (isBatchShaped(payload)) closePortHandles(payload.handles);
+      this.rejectMessage(batch);
       return;
     }
-    for (const entry of payload) {
+    let start = 0;
+    let handleStart = 0;
+    for (let i = 0; i < batch.ends.length; i++) {
+      const end = batch.ends[i]!;
+      const handleEnd = batch.handleEnds[i]!;
+      const handles = batch.handles.slice(handleStart, handleEnd);
+      const data = batch.bytes.subarray(start, end);
+      start = end;
+      handleStart = handleEnd;
       if (this.state !== 'active' || this.failed) {
-        closePortHandles(isPortMessage(entry) ? entry.handles : []);
-        continue;
-      }
-      if (!isPortMessage(entry)) {
-        this.rejectMessage('port message entry lacks data or handles');
+        closePortHandles(handles);
         continue;
       }
       const listener = this.listener as TransportListener;
-      const result = listener.onMessage(entry.data, entry.handles);
+      const result = listener.onMessage(data, handles);
       if (result !== true) this.rejectMessage(String(result));
     }
   };
@@ -214,10 +233,59 @@ export class WorkerTransport implements Transport {
   }
 }
 
-function isPortMessage(value: unknown): value is PortMessage {
-  if (typeof value !== 'object' || value === null) return false;
-  const { data, handles } = value as Partial<PortMessage>;
-  return data instanceof Uint8Array && Array.isArray(handles);
+function packBatch(messages: PortMessage[]): PortBatch {
+  let total = 0;
+  for (const message of messages) total += message.data.byteLength;
+  const bytes = new Uint8Array(total);
+  const ends = new Uint32Array(messages.length);
+  const handleEnds = new Uint32Array(messages.length);
+  const handles: unknown[] = [];
+  let offset = 0;
+  messages.forEach((message, i) => {
+    bytes.set(message.data, offset);
+    offset += message.data.byteLength;
+    ends[i] = offset;
+    for (const handle of message.handles) handles.push(handle);
+    handleEnds[i] = handles.length;
+  });
+  return { bytes, ends, handles, handleEnds };
+}
+
+function isBatchShaped(value: unknown): value is PortBatch {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    Array.isArray((value as { handles?: unknown }).handles)
+  );
+}
+
+/** Validates a batch from the peer; returns a reason when it is malformed. */
+function checkBatch(value: unknown): PortBatch | string {
+  if (!isBatchShaped(value)) return 'port message is not a batch';
+  const { bytes, ends, handleEnds, handles } = value;
+  if (
+    !(bytes instanceof Uint8Array) ||
+    !(ends instanceof Uint32Array) ||
+    !(handleEnds instanceof Uint32Array) ||
+    ends.length !== handleEnds.length
+  ) {
+    return 'port message batch has missing or mismatched arrays';
+  }
+  let previous = 0;
+  let previousHandle = 0;
+  for (let i = 0; i < ends.length; i++) {
+    const end = ends[i]!;
+    const handleEnd = handleEnds[i]!;
+    if (end < previous || end > bytes.byteLength) {
+      return `port message batch entry ${i} ends outside its bytes`;
+    }
+    if (handleEnd < previousHandle || handleEnd > handles.length) {
+      return `port message batch entry ${i} ends outside its handles`;
+    }
+    previous = end;
+    previousHandle = handleEnd;
+  }
+  return value;
 }
 
 /**

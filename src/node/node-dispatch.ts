@@ -36,7 +36,12 @@ export function dispatchNodeMessage(
   link: NodeLink,
   message: NodeMessage,
 ): void {
-  const rejection = handleMessage(node, link, message);
+  // Parcels are most of the traffic; building the match chain for each
+  // one cost about a sixth of a parcel's handling time in profiles.
+  const rejection =
+    message.type === 'AcceptParcel'
+      ? acceptParcel(node, link, message)
+      : handleMessage(node, link, message);
   if (rejection !== null) link.reject(rejection);
 }
 
@@ -193,7 +198,7 @@ function acceptParcel(
 
   const parcel = new Parcel(data, objects);
   parcel.sequenceNumber = Number(m.sequenceNumber);
-  parcel.source = { reject: (reason) => link.reject(reason) };
+  parcel.source = link;
   const binding = routerLinkOf(link, m.sublink);
   if (binding === undefined) {
     // The route closed while the parcel was on its way. Closing what it
@@ -209,6 +214,9 @@ function deserializeObjects(
   link: NodeLink,
   m: MessageOf<'AcceptParcel'>,
 ): ParcelObject[] | string {
+  if (m.handleTypes.length === 0 && m.driverObjects.length === 0) {
+    return m.newRouters.length === 0 ? [] : 'parcel carries unused routers';
+  }
   const objects: ParcelObject[] = [];
   let routers = 0;
   let boxes = 0;

@@ -62,6 +62,7 @@ export class LocalRouterLink implements RouterLink {
       parcel.closeObjects();
       return;
     }
+    parcel.ownData();
     this.peer.acceptParcelFrom(this.peerLink, parcel);
   }
 

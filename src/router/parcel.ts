@@ -19,6 +19,12 @@ export class Parcel {
   objects: ParcelObject[];
   /** Set on parcels that arrived over a node link. */
   source: ParcelSource | null = null;
+  /**
+   * True while `data` is still the caller's own array, which it may change
+   * after `put` returns. Whoever keeps the parcel beyond the call copies
+   * it first (`ownData`); a remote link copies the bytes out at once.
+   */
+  borrowed = false;
 
   constructor(data: Uint8Array, objects: ParcelObject[] = []) {
     this.data = data;
@@ -27,6 +33,13 @@ export class Parcel {
 
   get byteLength(): number {
     return this.data.byteLength;
+  }
+
+  /** Replaces borrowed data by a private copy. */
+  ownData(): void {
+    if (!this.borrowed) return;
+    this.data = this.data.slice();
+    this.borrowed = false;
   }
 
   /** Closes every object the parcel still carries. */

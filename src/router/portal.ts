@@ -124,7 +124,7 @@ export class Portal {
     const bytes = toBytes(data);
     this.checkHandles(handles);
     this.checkLimits(bytes.byteLength, options.limits);
-    this.sendParcel(bytes, handles);
+    this.sendParcel(bytes, handles, typeof data !== 'string');
   }
 
   /**
@@ -449,7 +449,11 @@ export class Portal {
     return this.router;
   }
 
-  private sendParcel(bytes: Uint8Array, handles: Handle[]): void {
+  private sendParcel(
+    bytes: Uint8Array,
+    handles: Handle[],
+    borrowed = false,
+  ): void {
     if (this.router.isPeerClosed) {
       throw new IpczError('NOT_FOUND', 'the portal\'s peer is closed');
     }
@@ -458,7 +462,9 @@ export class Portal {
         ? handle.releaseForTransfer()
         : new Box(handle.takeObject()),
     );
-    this.router.put(new RouterParcel(bytes, objects));
+    const parcel = new RouterParcel(bytes, objects);
+    parcel.borrowed = borrowed;
+    this.router.put(parcel);
   }
 
   private checkHandles(handles: Handle[]): void {
@@ -590,7 +596,7 @@ function toHandle(object: ParcelObject): Handle {
 function toBytes(data: Uint8Array | string | undefined): Uint8Array {
   if (data === undefined) return new Uint8Array(0);
   if (typeof data === 'string') return textEncoder.encode(data);
-  if (data instanceof Uint8Array) return data.slice();
+  if (data instanceof Uint8Array) return data;
   throw new IpczError(
     'INVALID_ARGUMENT',
     `data must be a Uint8Array or a string, got ${typeof data}`,

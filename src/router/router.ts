@@ -30,6 +30,25 @@ export interface StatusChange {
 }
 
 /**
+ * A status change whose status is computed when first read: most
+ * subscribers (parcels$) only need the reason, and computing the status
+ * reads shared memory.
+ */
+class LazyStatusChange implements StatusChange {
+  private computed: PortalStatus | null = null;
+
+  constructor(
+    readonly reason: StatusReason,
+    private readonly router: Router,
+  ) {}
+
+  get status(): PortalStatus {
+    this.computed ??= this.router.status();
+    return this.computed;
+  }
+}
+
+/**
  * What a router needs from its node: registration, so the node can count
  * routers and proxies, and the start of route reduction, which reaches
  * into node links the router layer does not own.
@@ -180,6 +199,7 @@ export class Router {
       link.acceptParcel(parcel);
       return;
     }
+    parcel.ownData();
     this.outbound.push(parcel.sequenceNumber, parcel);
     this.flush();
   }
@@ -484,7 +504,7 @@ export class Router {
 
   private emit(reason: StatusReason): void {
     if (this.changes.closed || !this.changes.observed) return;
-    this.changes.next({ reason, status: this.status() });
+    this.changes.next(new LazyStatusChange(reason, this));
   }
 
   /**

@@ -161,10 +161,12 @@ export function deserializeMessage(
     return failure('unknown message', `message has ${data.length} bytes, ` +
       `fewer than the ${HEADER_SIZE}-byte header`);
   }
-  // A private copy, so a sender sharing the buffer cannot change bytes
-  // between their check and their use.
-  const bytes = data.slice();
-  const view = new DataView(bytes.buffer);
+  // Bytes in shared memory are copied, so a sender sharing the buffer
+  // cannot change them between their check and their use. Otherwise the
+  // receiver owns the bytes (drivers hand them over), and a copy would
+  // only cost time on every message.
+  const bytes = data.buffer instanceof ArrayBuffer ? data : data.slice();
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const id = bytes[2]!;
   const name = nodeMessageName(id) ?? `unknown message ${id}`;
 

@@ -81,12 +81,11 @@ test('10,000 messages echo in order', async () => {
     },
     nonBroker,
   );
-  const message = new Uint8Array(5);
-  const view = new DataView(message.buffer);
   for (let i = 0; i < 10000; i++) {
+    // A new buffer each time: transmit takes ownership of what it gets.
+    const message = new Uint8Array(5);
     message[0] = Command.echo;
-    // The same buffer is reused on purpose: transmit must copy it.
-    view.setUint32(1, i);
+    new DataView(message.buffer).setUint32(1, i);
     driver.transmit(transport, message, []);
   }
   await waitFor(() => received.length === 10000);
