@@ -96,6 +96,7 @@ export class Channel {
     if (this.state === 'ended') return;
     this.driver.reportBadTransportActivity(this.transport, reason);
     this.finish({ reason, badMessage: true });
+    this.driver.closeTransport(this.transport);
   }
 
   /**
