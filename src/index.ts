@@ -37,6 +37,15 @@ export type {
 } from './router/portal';
 export { Box } from './router/box';
 export { NodeName } from './wire/node-name';
+export {
+  createFaultInjectingDriver,
+  type AllocationFault,
+  type DelayFault,
+  type FaultCounts,
+  type FaultInjectingDriver,
+  type FaultPlan,
+  type SeverFault,
+} from './drivers/fault-injecting';
 
 /** The in-process reference drivers. */
 export const drivers = {

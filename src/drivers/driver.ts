@@ -129,7 +129,10 @@ export interface Driver {
    * Returns a reason string when the data or handles are invalid.
    */
   deserializeObject(serialized: SerializedObject): DriverObject | string;
-  /** Releases an object that will not be used or sent. */
+  /**
+   * Releases an object that will not be used or sent; closing a transport
+   * makes its peer see an error. Closing an object twice does nothing.
+   */
   closeObject(object: DriverObject): void;
 
   /** Fills a new array with cryptographically random bytes. */

@@ -1,5 +1,5 @@
 import { Observable, ReplaySubject, Subject } from 'rxjs';
-import type { Driver, Transport } from '../drivers/driver';
+import type { Driver, DriverObject, Transport } from '../drivers/driver';
 import {
   decodeMessage,
   encodeMessage,
@@ -132,13 +132,29 @@ export class Channel {
     if (this.state !== 'active') return true;
     const unpacked = deserializeMessage(data, handles, this.driver);
     if (!unpacked.ok) return this.rejectNow(describeError(unpacked.error));
+    const objects = unpacked.encoded.objects;
     const decoded = decodeMessage(unpacked.encoded);
-    if (!decoded.ok) return this.rejectNow(describeError(decoded.error));
+    if (!decoded.ok) {
+      this.closeObjects(objects);
+      return this.rejectNow(describeError(decoded.error));
+    }
     // An unknown message id is ignored once its header and objects are
-    // valid, so that newer peers can add messages.
-    if (decoded.message === null) return true;
+    // valid, so that newer peers can add messages. Its objects are closed
+    // so that, say, the peer of a transport in it sees closure.
+    if (decoded.message === null) {
+      this.closeObjects(objects);
+      return true;
+    }
     const rejection = this.deliver(decoded.message);
-    return rejection === null ? true : this.rejectNow(rejection);
+    if (rejection === null) return true;
+    // A rejected message's handler took no lasting ownership of its
+    // objects; closing twice is harmless for drivers.
+    this.closeObjects(objects);
+    return this.rejectNow(rejection);
+  }
+
+  private closeObjects(objects: readonly DriverObject[]): void {
+    for (const object of objects) this.driver.closeObject(object);
   }
 
   private rejectNow(reason: string): string {

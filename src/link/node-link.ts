@@ -79,6 +79,7 @@ export class NodeLink {
     this.messages$.subscribe((message) => {
       if (message.type !== 'ProvideMemory') return;
       if (message.buffer !== null && message.buffer.kind !== 'memory') {
+        this.channel.driver.closeObject(message.buffer);
         this.reject('ProvideMemory carries an object that is not memory');
         return;
       }

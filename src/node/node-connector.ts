@@ -104,12 +104,13 @@ function checkPortalCount(count: number): string | null {
 
 /** A broker accepting a non-broker: it names the node and makes the memory. */
 export class BrokerToNonBrokerConnector extends NodeConnector {
-  private primary: SharedMemory | null = null;
+  // Allocated on construction, before the transport is activated, so a
+  // failure throws from connect() and leaves the transport untouched.
+  private readonly primary: SharedMemory = this.node.allocatePrimaryBuffer();
   private readonly remoteName = this.node.generateName();
 
   protected sendFirstMessage(): void {
-    const primary = this.node.allocatePrimaryBuffer();
-    this.primary = primary;
+    const primary = this.primary;
     this.node.initializeLinkMemory(primary);
     this.channel.send({
       type: 'ConnectFromBrokerToNonBroker',
@@ -129,7 +130,7 @@ export class BrokerToNonBrokerConnector extends NodeConnector {
     if (bad !== null) return bad;
     const link = this.node.createLink({
       channel: this.channel,
-      memory: this.primary as SharedMemory,
+      memory: this.primary,
       initialize: false,
       remoteName: this.remoteName,
       remoteType: 'normal',
@@ -190,11 +191,11 @@ export class NonBrokerToBrokerConnector extends NodeConnector {
  * the greater name is side A and its buffer becomes the primary buffer.
  */
 export class BrokerToBrokerConnector extends NodeConnector {
-  private buffer: SharedMemory | null = null;
+  // Allocated before activation, as for a non-broker connection.
+  private readonly buffer: SharedMemory = this.node.allocatePrimaryBuffer();
 
   protected sendFirstMessage(): void {
-    const buffer = this.node.allocatePrimaryBuffer();
-    this.buffer = buffer;
+    const buffer = this.buffer;
     this.node.initializeLinkMemory(buffer);
     this.channel.send({
       type: 'ConnectFromBrokerToBroker',
@@ -222,7 +223,7 @@ export class BrokerToBrokerConnector extends NodeConnector {
     const sideA = order > 0;
     const link = this.node.createLink({
       channel: this.channel,
-      memory: sideA ? (this.buffer as SharedMemory) : message.buffer,
+      memory: sideA ? this.buffer : message.buffer,
       initialize: false,
       remoteName: message.name,
       remoteType: 'broker',

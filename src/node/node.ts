@@ -150,14 +150,17 @@ export class Node implements RouterRegistry, ReductionContext {
     if (transport === null || typeof transport !== 'object') {
       throw new IpczError('INVALID_ARGUMENT', 'transport is required');
     }
-    const routers = Array.from(
-      { length: options.portals },
-      () => new Router(this),
-    );
-    if (options.shareBroker) {
+    // The connector is made first: a broker allocates the link's memory
+    // there, and a failure must throw before anything else changed.
+    const routers: Router[] = [];
+    const connector = options.shareBroker
+      ? null
+      : this.createConnector(transport, routers, options);
+    for (let i = 0; i < options.portals; i++) routers.push(new Router(this));
+    if (connector === null) {
       this.referrals.refer(transport, routers);
     } else {
-      this.createConnector(transport, routers, options).start();
+      connector.start();
     }
     return routers.map((router) => new Portal(router));
   }

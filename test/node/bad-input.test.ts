@@ -4,6 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Transport } from '../../src/drivers/driver';
 import { createNode, drivers, type Node } from '../../src/index';
+import { createFaultInjectingDriver } from '../../src/drivers/fault-injecting';
 import { encodeMessage } from '../../src/wire/codec';
 import { serializeMessage } from '../../src/wire/serialization';
 
@@ -132,6 +133,48 @@ test('unknown message id is ignored', () => {
   assert.is(env.broker.stats().links, 2);
   env.broker.close();
   env.good.close();
+});
+
+test('unknown message closes the objects it carries', () => {
+  const env = setUp();
+  handshake(env.driver, env.victim);
+  const [carried, carriedPeer] = env.driver.createTransports();
+  const errors: string[] = [];
+  env.driver.activateTransport(
+    carriedPeer,
+    { onMessage: () => true, onError: (r) => errors.push(r), onDeactivated: () => {} },
+    { isBroker: false },
+  );
+  const encoded = encodeMessage({
+    type: 'ReferNonBroker',
+    referralId: 1n,
+    numInitialPortals: 1,
+    transport: carried,
+  });
+  encoded.data[2] = 222;
+  const { data, handles } = serializeMessage(encoded, env.driver, env.victim);
+  env.driver.transmit(env.victim, data, handles);
+  assert.is(env.broker.stats().links, 2, 'the link stays');
+  assert.is(errors.length, 1, 'the carried transport was closed');
+  env.broker.close();
+  env.good.close();
+});
+
+test('broker that cannot allocate fails connect at once', () => {
+  const driver = createFaultInjectingDriver(drivers.sync(), {
+    allocation: { failAfter: 0 },
+  });
+  const broker = createNode({ driver, broker: true });
+  const [t0] = driver.createTransports();
+  let code: string | undefined;
+  try {
+    broker.connect(t0, { portals: 1 });
+  } catch (error) {
+    code = (error as { code?: string }).code;
+  }
+  assert.is(code, 'RESOURCE_EXHAUSTED');
+  assert.is(broker.stats().routers, 0);
+  broker.close();
 });
 
 test('random mutations never escape', () => {
