@@ -32,7 +32,7 @@ function readText(memory: SharedMemory, length: number): string {
 
 export const nodes = {
   // Reads the memory in the box it gets, writes a reply into the same
-  // region and tells the broker.
+  // region and reports to the broker.
   async answerInMemory(ctx: NodeContext) {
     const [broker] = ctx.portals;
     const parcel = await waitToGet(broker!, 'client portal');

@@ -6,9 +6,9 @@
  *
  * Node bodies live in the test file itself, exported in a record, and the
  * suite is registered with the module's URL. Today every node runs in the
- * test's own thread (the in-process launcher calls the body directly), but
- * a worker-thread launcher can import the module by URL and look the body
- * up by name, so scenario bodies must not share state except through
+ * test's own thread, because the in-process launcher calls the body
+ * directly. A worker-thread launcher can instead import the module by URL
+ * and look the body up by name, so bodies must share state only through
  * portals.
  *
  * Environment: IPCZ_MODES, a comma-separated list of driver modes to run

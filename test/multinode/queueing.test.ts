@@ -22,7 +22,7 @@ const STRESS_MAX_CHUNK = 64;
 
 export const nodes = {
   // Lets two parcels queue up unread on portal 0, reports on portal 1,
-  // then reads one when told to.
+  // then reads one on request.
   async slowReader(ctx: NodeContext) {
     const [data, control] = ctx.portals;
     await waitForStatus(data!, (s) => s.localParcels === 2, 'two parcels');

@@ -1,7 +1,6 @@
 // RemotePortalTest: routes whose portals live on different nodes, portals
 // that travel between nodes, and closure or node loss along such routes.
-// Proxies left by moved portals stay in place (there is no route
-// reduction yet), so no scenario here expects a route to get shorter.
+// No scenario here depends on when route reduction removes proxies.
 import * as assert from 'uvu/assert';
 import type { Portal } from '../../src/index';
 import {
@@ -54,8 +53,6 @@ export const nodes = {
     const received = await receiveTexts(mine, HOP_MESSAGES, 'source portal');
     assert.equal(received, numbered('from sink ', HOP_MESSAGES));
     mine.close();
-    // The route still passes through this node's proxy until the sink
-    // has seen the closure.
     await waitForPeerClosed(broker!, 'source-to-broker portal');
   },
 
@@ -202,8 +199,7 @@ multinodeTest('TransferBackAndForth', async (t) => {
     assert.is(parcel.text(), `${i}`);
     traveller = portalAt(parcel);
   }
-  // Both ends are on the broker again, joined through every proxy the
-  // trips left behind.
+  // Both ends are on the broker again.
   await Promise.all([
     verifyEndToEnd(kept, 'kept portal'),
     verifyEndToEnd(traveller, 'travelled portal'),
@@ -270,8 +266,8 @@ multinodeTest('DisconnectThroughProxy', async (t) => {
   const [dying] = t.spawn('endToEndThenDie');
   const [x, y] = t.node.openPortals();
   holder!.put('', [x]);
-  // y goes to the dying node by way of the proxy client, which leaves a
-  // proxy there and one on the broker.
+  // y reaches the dying node by way of the proxy client, which leaves
+  // proxies there and on the broker until route reduction removes them.
   proxy!.put('', [y]);
   const forwarded = await waitToGet(proxy!, 'broker-to-proxy portal');
   dying!.put('', forwarded.handles);
