@@ -56,6 +56,14 @@ interface PortBatch {
   handleEnds: Uint32Array;
 }
 
+/**
+ * Largest batch posted at once. Measured with 1 KiB parcels between two
+ * threads on a 2-core machine: 64 to 256 messages let the receiver work while
+ * the sender fills the next batch.
+ */
+const MAX_BATCH_MESSAGES = 128;
+const MAX_BATCH_BYTES = 256 * 1024;
+
 type TransportState = 'inactive' | 'active' | 'deactivated' | 'closed';
 
 /**
@@ -83,6 +91,7 @@ export class WorkerTransport implements Transport {
   private outgoing: PortMessage[] = [];
   private outgoingPorts: MessagePort[] = [];
   private flushScheduled = false;
+  private outgoingBytes = 0;
 
   constructor(port: MessagePort) {
     this.port = port;
@@ -156,6 +165,16 @@ export class WorkerTransport implements Transport {
     for (const handle of handles) {
       if (isMessagePort(handle)) this.outgoingPorts.push(handle);
     }
+    this.outgoingBytes += data.byteLength;
+    // A full batch goes out at once, so the peer starts on it while this
+    // side keeps producing; one batch per task would alternate the two.
+    if (
+      this.outgoing.length >= MAX_BATCH_MESSAGES ||
+      this.outgoingBytes >= MAX_BATCH_BYTES
+    ) {
+      this.flush();
+      return;
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(this.flush);
@@ -169,6 +188,7 @@ export class WorkerTransport implements Transport {
     const transferList = this.outgoingPorts;
     this.outgoing = [];
     this.outgoingPorts = [];
+    this.outgoingBytes = 0;
     // Message bytes are cloned, not transferred: transferring many small
     // buffers was slower than copying them (see the class comment).
     try {

@@ -457,11 +457,14 @@ export class Portal {
     if (this.router.isPeerClosed) {
       throw new IpczError('NOT_FOUND', 'the portal\'s peer is closed');
     }
-    const objects: ParcelObject[] = handles.map((handle) =>
-      handle instanceof Portal
-        ? handle.releaseForTransfer()
-        : new Box(handle.takeObject()),
-    );
+    const objects: ParcelObject[] =
+      handles.length === 0
+        ? []
+        : handles.map((handle) =>
+            handle instanceof Portal
+              ? handle.releaseForTransfer()
+              : new Box(handle.takeObject()),
+          );
     const parcel = new RouterParcel(bytes, objects);
     parcel.borrowed = borrowed;
     this.router.put(parcel);
@@ -471,6 +474,7 @@ export class Portal {
     if (!Array.isArray(handles)) {
       throw new IpczError('INVALID_ARGUMENT', 'handles must be an array');
     }
+    if (handles.length === 0) return;
     const seen = new Set<Handle>();
     const peer = this.router.outward?.localPeer() ?? null;
     handles.forEach((handle, index) => {

@@ -149,9 +149,17 @@ test('message without objects passes through', () => {
   assert.ok(sent.data === encoded.data);
   assert.equal(sent.handles, []);
 
+  // The receiver owns delivered bytes, so plain memory is used in place.
   const received = receive(sent.data, [], driver);
   assert.ok(received.ok);
-  if (received.ok) assert.ok(received.encoded.data !== sent.data, 'copied');
+  if (received.ok) assert.ok(received.encoded.data === sent.data, 'in place');
+
+  // Bytes in shared memory could change under the checks: they are copied.
+  const shared = new Uint8Array(new SharedArrayBuffer(sent.data.length));
+  shared.set(sent.data);
+  const fromShared = receive(shared, [], driver);
+  assert.ok(fromShared.ok);
+  if (fromShared.ok) assert.ok(fromShared.encoded.data !== shared, 'copied');
 });
 
 test('handle count mismatches are rejected', () => {
