@@ -1,5 +1,7 @@
-// Builds the library: ESM and CJS bundles of src/index.ts with esbuild
-// (rxjs and ts-pattern stay external), then type declarations with tsc.
+// Builds the library: ESM and CJS bundles of src/index.ts and an ESM
+// bundle of the worker_threads helpers (src/workers/index.ts) with
+// esbuild (rxjs and ts-pattern stay external), type declarations with
+// tsc, then the browser bundles (test/browser/build.mjs).
 //
 // Usage: node build.mjs
 
@@ -22,6 +24,13 @@ const shared = {
 
 await build({ ...shared, format: 'esm', outfile: `${root}dist/index.js` });
 await build({ ...shared, format: 'cjs', outfile: `${root}dist/index.cjs` });
+await build({
+  ...shared,
+  entryPoints: [`${root}src/workers/index.ts`],
+  platform: 'node',
+  format: 'esm',
+  outfile: `${root}dist/workers.js`,
+});
 
 execFileSync(
   process.execPath,
@@ -32,4 +41,8 @@ execFileSync(
   ],
   { stdio: 'inherit' },
 );
-console.log('built dist/index.js, dist/index.cjs and dist/types');
+execFileSync(process.execPath, [`${root}test/browser/build.mjs`], {
+  stdio: 'inherit',
+});
+console.log('built dist/index.js, dist/index.cjs, dist/workers.js, ' +
+  'dist/types and dist/browser');
