@@ -505,9 +505,10 @@ export class Portal {
 
   private checkLimits(byteLength: number, limits: PutLimits | undefined) {
     if (limits === undefined) return;
+    // The status counts parcels still queued here as well as those sent.
     const status = this.router.status();
-    const queuedParcels = status.remoteParcels + this.router.unsentParcels;
-    const queuedBytes = status.remoteBytes + this.router.unsentBytes;
+    const queuedParcels = status.remoteParcels;
+    const queuedBytes = status.remoteBytes;
     const { maxQueuedParcels, maxQueuedBytes } = limits;
     if (maxQueuedParcels !== undefined && queuedParcels >= maxQueuedParcels) {
       throw new IpczError(

@@ -248,16 +248,22 @@ export class Router {
   status(): PortalStatus {
     this.refreshPeerQueueState();
     const peer = this.peerQueueState;
+    // Remote counts are what the peer has not consumed: parcels sent
+    // minus what the peer reported, plus parcels still queued here (put
+    // before the route had a link), which the peer has yet to receive.
     const sentParcels = this.outbound.currentSequenceNumber;
-    const sentBytes = this.bytesProduced - this.outbound.queuedByteCount;
-    const open = !this.isPeerClosed && peer !== null;
+    const unsentBytes = this.outbound.queuedByteCount;
+    const sentBytes = this.bytesProduced - unsentBytes;
+    const closed = this.isPeerClosed;
+    const inFlightParcels = peer ? Math.max(0, sentParcels - peer.parcels) : 0;
+    const inFlightBytes = peer ? Math.max(0, sentBytes - peer.bytes) : 0;
     return {
-      peerClosed: this.isPeerClosed,
+      peerClosed: closed,
       dead: this.isDead,
       localParcels: this.inbound.availableCount,
       localBytes: this.inbound.availableByteCount,
-      remoteParcels: open ? Math.max(0, sentParcels - peer.parcels) : 0,
-      remoteBytes: open ? Math.max(0, sentBytes - peer.bytes) : 0,
+      remoteParcels: closed ? 0 : inFlightParcels + this.outbound.size,
+      remoteBytes: closed ? 0 : inFlightBytes + unsentBytes,
     };
   }
 

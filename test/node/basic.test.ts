@@ -31,4 +31,27 @@ test('broker and non-broker exchange parcels', () => {
   client.close();
 });
 
+test('limits and status agree before the handshake', () => {
+  const driver = drivers.async();
+  const broker = createNode({ driver, broker: true });
+  const client = createNode({ driver });
+  const [t0, t1] = driver.createTransports();
+  broker.connect(t0, { portals: 1 });
+  const [c] = client.connect(t1, { portals: 1, toBroker: true });
+  const limits = { maxQueuedParcels: 2 };
+  c.put('1', [], { limits });
+  c.put('2', [], { limits });
+  assert.is(c.status().remoteParcels, 2);
+  assert.is(c.status().remoteBytes, 2);
+  let code: string | undefined;
+  try {
+    c.put('3', [], { limits });
+  } catch (error) {
+    code = (error as { code?: string }).code;
+  }
+  assert.is(code, 'RESOURCE_EXHAUSTED');
+  broker.close();
+  client.close();
+});
+
 test.run();
