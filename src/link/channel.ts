@@ -8,7 +8,7 @@ import {
 import { deserializeMessage, serializeMessage } from '../wire/serialization';
 import type { NodeMessage } from '../wire/messages';
 
-/** Why a channel ended. */
+/** The reason a channel ended. */
 export interface ChannelEnd {
   reason: string;
   /** True when the peer sent something invalid. */
@@ -31,7 +31,7 @@ export class Channel {
   private state: 'new' | 'active' | 'ended' = 'new';
   private dispatching = false;
   private rejection: string | null = null;
-  /** Peers send to a channel that nobody listens to before activation. */
+  /** Decoded incoming messages, one at a time; hot, nothing is replayed. */
   readonly messages$: Observable<NodeMessage> = this.incoming.asObservable();
   /** Emits once, when the channel ends, and replays that to late subscribers. */
   readonly end$: Observable<ChannelEnd> = this.ended.asObservable();

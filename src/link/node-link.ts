@@ -15,7 +15,7 @@ export interface SublinkBinding {
   onNodeLinkLost(): void;
 }
 
-/** How a node link sends a message that its transport cannot carry. */
+/** Sender for messages whose objects the transport cannot carry. */
 export type Relay = (encoded: EncodedMessage) => boolean;
 
 export interface NodeLinkParams {

@@ -93,9 +93,9 @@ function handleMessage(
       if (!node.isBroker || link.remoteType !== 'broker') {
         return 'RequestIndirectIntroduction must go from broker to broker';
       }
-      // NOTE: introductions across two brokers are not implemented; the
-      // requesting broker gets no answer, and its pending introduction
-      // fails when its own requester gives up or the link is lost.
+      // NOTE: introductions across two brokers are not implemented. This
+      // node never sends RequestIndirectIntroduction and ignores one that
+      // arrives, so nodes of different brokers are never linked directly.
       void m;
       return null;
     })

@@ -369,7 +369,7 @@ export class Node implements RouterRegistry, ReductionContext {
     });
   }
 
-  /** A connection failed before its handshake finished. */
+  /** Fails the initial portals of a connection whose handshake failed. */
   failInitialPortals(routers: Router[]): void {
     for (const router of routers) router.acceptRouteDisconnectedFrom(null);
   }

@@ -16,7 +16,7 @@ import { Router, type PortalStatus, type RouterRegistry } from './router';
 
 export type { PortalStatus } from './router';
 
-/** What a parcel can carry besides bytes. */
+/** An object a parcel can carry besides bytes. */
 export type Handle = Portal | Box;
 
 /** Conditions a trap watches, as ipcz's IPCZ_TRAP_* flags. */
@@ -630,7 +630,7 @@ function checkTrapConditions(conditions: TrapConditions): void {
   }
 }
 
-/** The level-triggered conditions that hold for `status`. */
+/** Returns the level-triggered conditions that hold for `status`. */
 function evaluateLevels(
   conditions: TrapConditions,
   status: PortalStatus,
@@ -667,7 +667,7 @@ function evaluateLevels(
   return holds;
 }
 
-/** The conditions in `now` that did not hold in `before`. */
+/** Returns the conditions in `now` that did not hold in `before`. */
 function risingEdges(
   before: TrapConditions,
   now: TrapConditions,

@@ -17,7 +17,7 @@ export interface PortalStatus {
   remoteBytes: number;
 }
 
-/** Why a router's status changed, as ipcz's trap reasons. */
+/** The cause of a status change, after ipcz's trap reasons. */
 export type StatusReason =
   | 'new-local-parcel'
   | 'local-consumed'
@@ -49,9 +49,9 @@ class LazyStatusChange implements StatusChange {
 }
 
 /**
- * What a router needs from its node: registration, so the node can count
- * routers and proxies, and the start of route reduction, which reaches
- * into node links the router layer does not own.
+ * The services a router needs from its node: registration, so the node
+ * can count routers and proxies, and the start of route reduction, which
+ * reaches into node links the router layer does not own.
  */
 export interface RouterRegistry {
   add(router: Router): void;
@@ -370,7 +370,7 @@ export class Router {
     this.flush();
   }
 
-  /** The peer consumed parcels; refresh remote counts and tell traps. */
+  /** Refreshes remote counts for traps after the peer consumed parcels. */
   onRemoteActivity(): void {
     // The peer clears the monitor bit when it reports, so set it again
     // while traps still watch.
