@@ -1,5 +1,4 @@
 import { map } from 'rxjs';
-import { TestScheduler } from 'rxjs/testing';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Driver, SharedMemory, Transport } from '../../src/drivers/driver';
@@ -14,27 +13,7 @@ import { encodeMessage } from '../../src/wire/codec';
 import type { NodeMessage } from '../../src/wire/messages';
 import { NodeName } from '../../src/wire/node-name';
 import { serializeMessage } from '../../src/wire/serialization';
-
-/** Replaces each error in recorded frames by its `code` alone. */
-function keepErrorCodes(value: unknown): unknown {
-  if (!Array.isArray(value)) return value;
-  return value.map((frame: unknown) => {
-    const notification = (frame as { notification?: { kind?: string } })
-      .notification;
-    if (notification?.kind !== 'E') return frame;
-    const error = (notification as { error?: { code?: unknown } }).error;
-    return {
-      ...(frame as object),
-      notification: { ...notification, error: { code: error?.code } },
-    };
-  });
-}
-
-function createScheduler(): TestScheduler {
-  return new TestScheduler((actual, expected) => {
-    assert.equal(keepErrorCodes(actual), keepErrorCodes(expected));
-  });
-}
+import { createScheduler } from '../support/marbles';
 
 /**
  * A NodeLink on one end of an async transport pair, and a hand-driven

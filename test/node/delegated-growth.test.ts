@@ -7,29 +7,7 @@ import {
   type Parcel,
   type Portal,
 } from '../../src/index';
-
-function until(
-  condition: () => boolean,
-  what: string,
-  timeoutMs = 20_000,
-): Promise<void> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (condition()) return resolve();
-      if (Date.now() - started > timeoutMs) {
-        return reject(new Error(`timed out waiting for ${what}`));
-      }
-      setTimeout(check, 1);
-    };
-    check();
-  });
-}
-
-async function nextParcel(portal: Portal, what: string): Promise<Parcel> {
-  await until(() => portal.status().localParcels > 0, what);
-  return portal.get();
-}
+import { nextParcel, until } from '../support/wait';
 
 for (const forcedBrokering of [false, true]) {
   const mode = forcedBrokering

@@ -9,24 +9,7 @@ import {
   type NodeName,
   type Portal,
 } from '../../src/index';
-
-function until(
-  condition: () => boolean,
-  what: string,
-  timeoutMs = 5000,
-): Promise<void> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (condition()) return resolve();
-      if (Date.now() - started > timeoutMs) {
-        return reject(new Error(`timed out waiting for ${what}`));
-      }
-      setTimeout(check, 1);
-    };
-    check();
-  });
-}
+import { until } from '../support/wait';
 
 function connectSandboxed(broker: Node): {
   client: Node;

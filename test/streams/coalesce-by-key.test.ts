@@ -1,34 +1,13 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TestScheduler } from 'rxjs/testing';
 import { createCoalescer } from '../../streams/coalesce-by-key';
+import { createScheduler } from '../support/marbles';
 
 /** An error with a `code`, which is all the marble comparison keeps. */
 class CodedError extends Error {
   constructor(readonly code: string) {
     super(code);
   }
-}
-
-/** Replaces each error in recorded frames by its `code` alone. */
-function keepErrorCodes(value: unknown): unknown {
-  if (!Array.isArray(value)) return value;
-  return value.map((frame: unknown) => {
-    const notification = (frame as { notification?: { kind?: string } })
-      .notification;
-    if (notification?.kind !== 'E') return frame;
-    const error = (notification as { error?: { code?: unknown } }).error;
-    return {
-      ...(frame as object),
-      notification: { ...notification, error: { code: error?.code } },
-    };
-  });
-}
-
-function createScheduler(): TestScheduler {
-  return new TestScheduler((actual, expected) => {
-    assert.equal(keepErrorCodes(actual), keepErrorCodes(expected));
-  });
 }
 
 const coalescing = suite('createCoalescer');
