@@ -7,6 +7,12 @@ import type { NodeName } from '../wire/node-name';
 import type { Node } from './node';
 import { PROTOCOL_VERSION } from './node-connector';
 
+interface PendingIntroduction {
+  subject: Subject<NodeLink>;
+  /** Brokers asked that have not answered yet. */
+  outstanding: number;
+}
+
 /**
  * Introductions: a node that needs a link to another node asks its
  * broker, which creates a transport pair and a primary buffer and sends
@@ -14,7 +20,7 @@ import { PROTOCOL_VERSION } from './node-connector';
  */
 export class Introductions {
   private static readonly byNode = new WeakMap<Node, Introductions>();
-  private readonly pending = new Map<string, Subject<NodeLink>>();
+  private readonly pending = new Map<string, PendingIntroduction>();
 
   private constructor(private readonly node: Node) {}
 
@@ -29,14 +35,21 @@ export class Introductions {
 
   /**
    * Returns a link to `name`: the existing one at once, else one made by
-   * an introduction. Errors with `NOT_FOUND` when the broker cannot
-   * introduce the node, and `UNAVAILABLE` when there is no broker.
+   * an introduction. A non-broker asks its broker; a broker asks every
+   * other broker it links to. Errors with `NOT_FOUND` when every node
+   * asked refused, and `UNAVAILABLE` when there is nobody to ask.
    */
   establishLink(name: NodeName): Observable<NodeLink> {
     const existing = this.node.getLink(name);
     if (existing !== undefined) return of(existing);
-    const broker = this.node.brokerLink;
-    if (broker === null) {
+    const key = name.toString();
+    const waiting = this.pending.get(key);
+    if (waiting !== undefined) return waiting.subject.pipe(take(1));
+
+    const askers = this.node.isBroker
+      ? this.node.otherBrokerLinks()
+      : [this.node.brokerLink].filter((link) => link !== null);
+    if (askers.length === 0) {
       return throwError(
         () =>
           new IpczError(
@@ -45,15 +58,16 @@ export class Introductions {
           ),
       );
     }
-    const key = name.toString();
-    let waiting = this.pending.get(key);
-    if (waiting === undefined) {
-      waiting = new Subject<NodeLink>();
-      this.pending.set(key, waiting);
-      broker.send({ type: 'RequestIntroduction', name });
-      broker.end$.subscribe(() => this.fail(key, 'the broker link was lost'));
+    const entry = { subject: new Subject<NodeLink>(), outstanding: 0 };
+    this.pending.set(key, entry);
+    for (const asker of askers) {
+      entry.outstanding++;
+      asker.send({ type: 'RequestIntroduction', name });
+      asker.end$.subscribe(() => {
+        if (this.pending.get(key) === entry) this.reject(name);
+      });
     }
-    return waiting.pipe(take(1));
+    return entry.subject.pipe(take(1));
   }
 
   /** Handles AcceptIntroduction from the broker. */
@@ -85,23 +99,26 @@ export class Introductions {
     const key = m.name.toString();
     const waiting = this.pending.get(key);
     this.pending.delete(key);
-    waiting?.next(link);
-    waiting?.complete();
+    waiting?.subject.next(link);
+    waiting?.subject.complete();
     void broker;
     return null;
   }
 
-  /** Handles RejectIntroduction from the broker. */
+  /**
+   * Handles RejectIntroduction from one broker asked (or the loss of its
+   * link): the request fails once every broker asked has refused.
+   */
   reject(name: NodeName): string | null {
-    this.fail(name.toString(), `the broker could not introduce node ${name}`);
-    return null;
-  }
-
-  private fail(key: string, reason: string): void {
+    const key = name.toString();
     const waiting = this.pending.get(key);
-    if (waiting === undefined) return;
+    if (waiting === undefined) return null;
+    if (--waiting.outstanding > 0) return null;
     this.pending.delete(key);
-    waiting.error(new IpczError('NOT_FOUND', reason));
+    waiting.subject.error(
+      new IpczError('NOT_FOUND', `no broker could introduce node ${name}`),
+    );
+    return null;
   }
 }
 

@@ -67,35 +67,29 @@ function handleMessage(
       node.referrals.acceptReferral(link, m),
     )
     .with({ type: 'NonBrokerReferralAccepted' }, (m) =>
-      fromBroker(node, link, m.type) ?? node.referrals.onAccepted(link, m),
+      fromBroker(link, m.type) ?? node.referrals.onAccepted(link, m),
     )
     .with({ type: 'NonBrokerReferralRejected' }, (m) =>
-      fromBroker(node, link, m.type) ?? node.referrals.onRejected(m.referralId),
+      fromBroker(link, m.type) ?? node.referrals.onRejected(m.referralId),
     )
-    .with({ type: 'RequestIntroduction' }, (m) => {
-      if (!node.isBroker) return 'RequestIntroduction sent to a non-broker';
-      const target = node.getLink(m.name);
-      if (target === undefined || target === link) {
-        link.send({ type: 'RejectIntroduction', name: m.name });
-        return null;
-      }
-      return introduce(node, link, target);
-    })
+    .with({ type: 'RequestIntroduction' }, (m) =>
+      requestIntroduction(node, link, m),
+    )
     .with({ type: 'AcceptIntroduction' }, (m) =>
-      fromBroker(node, link, m.type) ??
+      fromBroker(link, m.type) ??
       Introductions.of(node).accept(link, m),
     )
     .with({ type: 'RejectIntroduction' }, (m) =>
-      fromBroker(node, link, m.type) ??
+      fromBroker(link, m.type) ??
       Introductions.of(node).reject(m.name),
     )
     .with({ type: 'RequestIndirectIntroduction' }, (m) => {
       if (!node.isBroker || link.remoteType !== 'broker') {
         return 'RequestIndirectIntroduction must go from broker to broker';
       }
-      // NOTE: introductions across two brokers are not implemented. This
-      // node never sends RequestIndirectIntroduction and ignores one that
-      // arrives, so nodes of different brokers are never linked directly.
+      // Brokers reach each other's nodes by asking every other broker for
+      // an introduction (see requestIntroduction), so this node never
+      // sends RequestIndirectIntroduction and ignores one that arrives.
       void m;
       return null;
     })
@@ -163,9 +157,44 @@ function handleMessage(
     .exhaustive();
 }
 
-function fromBroker(node: Node, link: NodeLink, type: string): string | null {
-  if (link.remoteType === 'broker' && !node.isBroker) return null;
-  return `${type} must come from this node's broker`;
+function fromBroker(link: NodeLink, type: string): string | null {
+  if (link.remoteType === 'broker') return null;
+  return `${type} must come from a broker`;
+}
+
+/**
+ * Introduces the requester to `m.name` when this broker links to it. A
+ * broker asked by its own client for a node it does not know asks the
+ * other brokers first (it is then introduced itself, and introduces the
+ * client); a request from another broker is not passed on.
+ */
+function requestIntroduction(
+  node: Node,
+  link: NodeLink,
+  m: MessageOf<'RequestIntroduction'>,
+): string | null {
+  if (!node.isBroker) return 'RequestIntroduction sent to a non-broker';
+  const rejectRequest = () =>
+    link.send({ type: 'RejectIntroduction', name: m.name });
+  const target = node.getLink(m.name);
+  if (target === link) {
+    rejectRequest();
+    return null;
+  }
+  if (target !== undefined) return introduce(node, link, target);
+  if (link.remoteType === 'broker') {
+    rejectRequest();
+    return null;
+  }
+  Introductions.of(node)
+    .establishLink(m.name)
+    .subscribe({
+      next: (found) => {
+        if (link.isActive) introduce(node, link, found);
+      },
+      error: rejectRequest,
+    });
+  return null;
 }
 
 function routerLinkOf(
@@ -303,7 +332,7 @@ function acceptRelayedMessage(
   link: NodeLink,
   m: MessageOf<'AcceptRelayedMessage'>,
 ): string | null {
-  const notFromBroker = fromBroker(node, link, m.type);
+  const notFromBroker = fromBroker(link, m.type);
   if (notFromBroker !== null) return notFromBroker;
   const source = node.getLink(m.source);
   const decoded = decodeMessage({ data: m.data, objects: m.driverObjects });

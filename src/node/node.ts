@@ -335,6 +335,13 @@ export class Node implements RouterRegistry, ReductionContext {
     });
   }
 
+  /** Active links to other brokers. */
+  otherBrokerLinks(): NodeLink[] {
+    return [...this.links.values()].filter(
+      (link) => link.isActive && link.remoteType === 'broker',
+    );
+  }
+
   getLink(name: NodeName): NodeLink | undefined {
     const link = this.links.get(name.toString());
     return link?.isActive ? link : undefined;

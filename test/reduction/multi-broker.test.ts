@@ -1,0 +1,54 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Driver } from '../../src/drivers/driver';
+import { createNode, drivers, type Node, type Portal } from '../../src/index';
+import { nextParcel, until } from '../support/wait';
+
+for (const mode of ['sync', 'async'] as const) {
+  test(`clients of two brokers get a direct link (${mode})`, async () => {
+    const driver: Driver = mode === 'sync' ? drivers.sync() : drivers.async();
+    const first = createNode({ driver, broker: true, label: 'K1' });
+    const second = createNode({ driver, broker: true, label: 'K2' });
+    const [k0, k1] = driver.createTransports();
+    const [fromFirst] = second.connect(k1, { portals: 1, toBroker: true });
+    const [fromSecond] = first.connect(k0, { portals: 1, toBroker: true });
+
+    const join = (broker: Node, label: string) => {
+      const node = createNode({ driver, label });
+      const [t0, t1] = driver.createTransports();
+      const [atBroker] = broker.connect(t0, { portals: 1 });
+      const [atNode] = node.connect(t1, { portals: 1, toBroker: true });
+      return { node, atBroker, atNode };
+    };
+    const a = join(first, 'A');
+    const b = join(second, 'B');
+    const nodes = [first, second, a.node, b.node];
+
+    // A opens a pair and sends one end to B through K1 and K2.
+    const [local, travelling] = a.node.openPortals();
+    a.atNode.put('', [travelling]);
+    let portal = (await nextParcel(a.atBroker, 'at K1')).handles[0] as Portal;
+    fromSecond.put('', [portal]);
+    portal = (await nextParcel(fromFirst, 'at K2')).handles[0] as Portal;
+    b.atBroker.put('', [portal]);
+    const remote = (await nextParcel(b.atNode, 'at B')).handles[0] as Portal;
+
+    for (let i = 0; i < 20; i++) {
+      local.put(`${i}`);
+      assert.is((await nextParcel(remote, 'parcel')).text(), `${i}`);
+      remote.put(`reply ${i}`);
+      assert.is((await nextParcel(local, 'reply')).text(), `reply ${i}`);
+    }
+    await until(
+      () => nodes.every((node) => node.stats().proxies === 0),
+      'proxies to go: ' +
+        nodes.map((n) => `${n.label}=${n.stats().proxies}`).join(' '),
+    );
+    assert.ok(a.node.getLink(b.node.name!), 'A links to B directly');
+    local.close();
+    await until(() => remote.status().dead, 'peer closure');
+    for (const node of nodes) node.close();
+  });
+}
+
+test.run();
