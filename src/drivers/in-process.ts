@@ -10,17 +10,13 @@ import { IpczError } from '../errors';
 import type {
   ActivationOptions,
   DriverObject,
-  Driver,
   SerializedObject,
-  SharedMemory,
   Transport,
   TransmitCheck,
   TransportListener,
 } from './driver';
-import {
-  SharedBufferMemory,
-  allocateSharedBufferMemory,
-} from './shared-memory';
+import { DriverBase } from './driver-base';
+import { SharedBufferMemory } from './shared-memory';
 
 /** The `family` of the sync and async drivers, which interoperate. */
 export const IN_PROCESS_FAMILY = 'in-process';
@@ -303,66 +299,19 @@ function isApplicationObject(value: unknown): value is DriverObject {
 }
 
 /**
- * Returns why `object` cannot cross `carrier`, or `null` when it can. A
- * transport can cross only before activation, and never over itself.
- */
-function findUnserializableReason(
-  object: DriverObject,
-  carrier: InProcessTransport,
-): string | null {
-  if (object instanceof SharedBufferMemory) return null;
-  if (object instanceof InProcessTransport) {
-    if (object === carrier || object === carrier.peer) {
-      return 'a transport cannot be sent over itself';
-    }
-    if (object.currentState !== 'inactive') {
-      return `cannot send a transport that is ${object.currentState}`;
-    }
-    return null;
-  }
-  if (isApplicationObject(object)) return null;
-  const kind = String((object as { kind?: unknown }).kind);
-  return `object of kind ${kind} was not made by an in-process driver`;
-}
-
-/**
- * Fills a new array with `length` cryptographically random bytes from
- * `globalThis.crypto`. Throws `INVALID_ARGUMENT` for a negative or
- * non-integer length.
- */
-export function generateRandomBytes(length: number): Uint8Array {
-  if (!Number.isSafeInteger(length) || length < 0) {
-    throw new IpczError(
-      'INVALID_ARGUMENT',
-      `random byte count must be a non-negative integer, got ${length}`,
-    );
-  }
-  const bytes = new Uint8Array(length);
-  // getRandomValues fills at most 65536 bytes per call.
-  const chunkSize = 65536;
-  for (let offset = 0; offset < length; offset += chunkSize) {
-    globalThis.crypto.getRandomValues(
-      bytes.subarray(offset, Math.min(offset + chunkSize, length)),
-    );
-  }
-  return bytes;
-}
-
-/**
  * A driver for nodes in one realm; `delivery` makes it the sync or the
  * async driver. The delivery mode belongs to each transport pair, so a
  * transport made by the sync driver delivers synchronously even when a
  * node built on the async driver activates it, and the reverse.
  */
-export class InProcessDriver implements Driver {
+export class InProcessDriver extends DriverBase<InProcessTransport> {
   readonly family = IN_PROCESS_FAMILY;
-  readonly canAllocate: boolean;
   readonly forcedBrokering: boolean;
   private readonly delivery: DeliveryMode;
 
   constructor(delivery: DeliveryMode, options: InProcessDriverOptions = {}) {
+    super(options.canAllocate ?? true);
     this.delivery = delivery;
-    this.canAllocate = options.canAllocate ?? true;
     this.forcedBrokering = options.forcedBrokering ?? false;
   }
 
@@ -378,36 +327,6 @@ export class InProcessDriver implements Driver {
     toInProcessTransport(transport).activate(listener, options.isBroker);
   }
 
-  deactivateTransport(transport: Transport): void {
-    toInProcessTransport(transport).deactivate();
-  }
-
-  closeTransport(transport: Transport): void {
-    toInProcessTransport(transport).close();
-  }
-
-  transmit(transport: Transport, data: Uint8Array, handles: unknown[]): void {
-    toInProcessTransport(transport).transmit(data, handles);
-  }
-
-  reportBadTransportActivity(transport: Transport, reason: string): void {
-    toInProcessTransport(transport).badActivityReports.push(reason);
-  }
-
-  allocateSharedMemory(size: number): SharedMemory {
-    return allocateSharedBufferMemory(size, this.canAllocate);
-  }
-
-  duplicateSharedMemory(memory: SharedMemory): SharedMemory {
-    if (!(memory instanceof SharedBufferMemory)) {
-      throw new IpczError(
-        'INVALID_ARGUMENT',
-        'memory was not allocated by an ipcz-rx driver',
-      );
-    }
-    return memory.duplicate();
-  }
-
   /**
    * Returns `unserializable` for a foreign object and for a transport that
    * is active, closed or the carrier itself. With `forcedBrokering`, as in
@@ -417,27 +336,16 @@ export class InProcessDriver implements Driver {
    * which errs towards a relay through the broker, and a relay always
    * works.
    */
-  checkTransmit(object: DriverObject, transport: Transport): TransmitCheck {
-    const carrier = toInProcessTransport(transport);
-    if (findUnserializableReason(object, carrier) !== null) {
-      return 'unserializable';
-    }
-    const hasBroker =
-      carrier.isBroker === true || carrier.peer.isBroker === true;
-    if (this.forcedBrokering && !hasBroker) return 'permission-denied';
-    return 'ok';
-  }
-
-  serializeObject(
+  override checkTransmit(
     object: DriverObject,
     transport: Transport,
-  ): SerializedObject {
-    const reason = findUnserializableReason(
-      object,
-      toInProcessTransport(transport),
-    );
-    if (reason !== null) throw new IpczError('INVALID_ARGUMENT', reason);
-    return { data: new Uint8Array(0), handles: [object] };
+  ): TransmitCheck {
+    const check = super.checkTransmit(object, transport);
+    if (check !== 'ok' || !this.forcedBrokering) return check;
+    const carrier = toInProcessTransport(transport);
+    const hasBroker =
+      carrier.isBroker === true || carrier.peer.isBroker === true;
+    return hasBroker ? 'ok' : 'permission-denied';
   }
 
   deserializeObject(serialized: SerializedObject): DriverObject | string {
@@ -460,12 +368,36 @@ export class InProcessDriver implements Driver {
     return 'handle is not a memory, transport or application object';
   }
 
-  /** Closes a transport; memory and application objects need no release. */
-  closeObject(object: DriverObject): void {
-    if (object instanceof InProcessTransport) object.close();
+  protected toEndpoint(transport: Transport): InProcessTransport {
+    return toInProcessTransport(transport);
   }
 
-  generateRandomBytes(length: number): Uint8Array {
-    return generateRandomBytes(length);
+  protected isEndpoint(object: DriverObject): object is InProcessTransport {
+    return object instanceof InProcessTransport;
+  }
+
+  /** A transport can cross only before activation, never over itself. */
+  protected findUnserializableReason(
+    object: DriverObject,
+    carrier: InProcessTransport,
+  ): string | null {
+    if (object instanceof SharedBufferMemory) return null;
+    if (object instanceof InProcessTransport) {
+      if (object === carrier || object === carrier.peer) {
+        return 'a transport cannot be sent over itself';
+      }
+      if (object.currentState !== 'inactive') {
+        return `cannot send a transport that is ${object.currentState}`;
+      }
+      return null;
+    }
+    if (isApplicationObject(object)) return null;
+    const kind = String((object as { kind?: unknown }).kind);
+    return `object of kind ${kind} was not made by an in-process driver`;
+  }
+
+  /** Every object crosses as itself: zero bytes and one handle. */
+  protected flattenObject(object: DriverObject): SerializedObject {
+    return { data: new Uint8Array(0), handles: [object] };
   }
 }

@@ -38,7 +38,7 @@ import type {
   TransmitCheck,
   TransportListener,
 } from './driver';
-import { generateRandomBytes } from './in-process';
+import { generateRandomBytes } from './driver-base';
 import {
   SharedBufferMemory,
   allocateSharedBufferMemory,
