@@ -10,6 +10,9 @@
 //   TEST_JOBS             files run at once (default 2)
 //   IPCZ_BROWSER_TESTS    0 leaves the browser suite out
 //   CHROMIUM_PATH         the browser (default /usr/bin/chromium)
+//   TEST_DIR, TEST_SUFFIX where to look and which file names to run
+//                         (default test and .test.ts; the runner's own
+//                         test points them at fixtures)
 
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -25,12 +28,13 @@ function findTests(dir) {
   for (const entry of readdirSync(dir)) {
     const path = join(dir, entry);
     if (statSync(path).isDirectory()) found.push(...findTests(path));
-    else if (entry.endsWith('.test.ts')) found.push(path);
+    else if (entry.endsWith(suffix)) found.push(path);
   }
   return found;
 }
 
-const files = findTests(join(root, 'test'))
+const suffix = process.env.TEST_SUFFIX ?? '.test.ts';
+const files = findTests(join(root, process.env.TEST_DIR ?? 'test'))
   .map((path) => relative(root, path))
   .filter((path) => filters.length === 0 || filters.some((f) => path.includes(f)))
   .sort();
