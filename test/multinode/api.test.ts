@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import { IpczError } from '../../src/index';
 import {
   expectIpczError,
+  IN_PROCESS_MODES,
   multinodeSuite,
   nextParcelOrDead,
   waitForDead,
@@ -39,6 +40,12 @@ export const nodes = {
 };
 
 const multinodeTest = multinodeSuite('APITest', import.meta.url, nodes);
+
+/**
+ * Options of scenarios whose main body reads other nodes' objects through
+ * `t.nodes`, which only the in-process modes have.
+ */
+const IN_PROCESS_ONLY = { modes: IN_PROCESS_MODES };
 
 multinodeTest('PutMisuse', async (t) => {
   const [remote] = t.spawn('echoUntilClosed');
@@ -136,7 +143,8 @@ multinodeTest('NodeMisuse', async (t) => {
   );
 });
 
-multinodeTest('RejectParcels', async (t) => {
+// Compares the bad message's sender with the name of t.nodes[1].
+multinodeTest('RejectParcels', IN_PROCESS_ONLY, async (t) => {
   const [a, b] = t.node.openPortals();
   a.put('local');
   expectIpczError(

@@ -5,22 +5,23 @@
  * talks to the main body only through portals.
  *
  * Node bodies live in the test file itself, exported in a record, and the
- * suite is registered with the module's URL. Today every node runs in the
- * test's own thread, because the in-process launcher calls the body
- * directly. A worker-thread launcher can instead import the module by URL
- * and look the body up by name, so bodies must share state only through
- * portals.
+ * suite is registered with the module's URL. In the in-process modes the
+ * harness calls a body directly on the test's own thread. In the worker
+ * modes each spawned node runs in a worker_threads worker of its own:
+ * worker-launcher.ts imports the module by URL there and looks the body
+ * up by name. So bodies share state only through portals, and a scenario
+ * whose main body reads other nodes' objects (`t.nodes`) declares that it
+ * runs only in the in-process modes.
  *
  * Environment: IPCZ_MODES, a comma-separated list of driver modes to run
  * (default: all of them).
  */
-import { isMainThread } from 'node:worker_threads';
+import { isMainThread, MessageChannel, type Worker } from 'node:worker_threads';
 import {
   firstValueFrom,
   filter,
   first,
   map,
-  ReplaySubject,
   take,
   toArray,
   type Observable,
@@ -33,21 +34,42 @@ import {
   IpczError,
   Portal,
   type BadMessage,
+  type ConnectOptions,
   type Driver,
   type Node,
   type Parcel,
   type PortalStatus,
   type Transport,
 } from '../../src/index';
+import { createWorkerDriver, wrapPort } from '../../src/workers';
+import {
+  recordBadMessages,
+  RemoteBody,
+  startBodyWorker,
+} from './worker-nodes';
 
-/** The driver setups every scenario runs under, as ipcz's test drivers. */
-export const DRIVER_MODES = [
+/**
+ * The modes whose nodes all run on the test's thread, with the
+ * in-process drivers, as ipcz's test drivers.
+ */
+export const IN_PROCESS_MODES = [
   'sync',
   'async',
   'async-forced-brokering',
   'async-delegated',
   'async-delegated-forced-brokering',
 ] as const;
+
+/**
+ * The modes whose spawned nodes each run in a worker_threads worker, with
+ * the worker_threads driver; the broker stays on the test's thread. In
+ * 'workers-delegated' every non-broker node is sandboxed (`canAllocate:
+ * false`) and delegates allocation to the node it connects to.
+ */
+export const WORKER_MODES = ['workers', 'workers-delegated'] as const;
+
+/** Every driver setup a scenario can run under. */
+export const DRIVER_MODES = [...IN_PROCESS_MODES, ...WORKER_MODES] as const;
 
 export type DriverMode = (typeof DRIVER_MODES)[number];
 
@@ -75,7 +97,8 @@ export interface NodeContext {
    * Starts a non-broker child that this node refers to its broker
    * (ipcz's SHARE_BROKER here, INHERIT_BROKER in the child). Returns this
    * node's initial portals to the child; with `raw: true` the child does
-   * not connect and gets the transport instead.
+   * not connect and gets the transport instead. In the worker modes the
+   * child runs in a worker nested in this node's worker.
    */
   spawnReferred(bodyName: string, options?: SpawnOptions): Portal[];
 }
@@ -102,7 +125,11 @@ export interface TestContext {
   readonly node: Node;
   /** The broker's driver, for raw transports in connection tests. */
   readonly driver: Driver;
-  /** Every node created so far in this scenario, the broker first. */
+  /**
+   * Every node created so far in this scenario, the broker first. Only
+   * the in-process modes have it: reading it in a worker mode throws,
+   * because the other nodes live on other threads.
+   */
   readonly nodes: readonly Node[];
   /** The broker's `badMessages$`, replayed from the broker's creation. */
   readonly badMessages$: Observable<BadMessage>;
@@ -119,9 +146,20 @@ export interface TestContext {
 
 export type MainBody = (t: TestContext) => Promise<void>;
 
+/** Options of one scenario. */
+export interface ScenarioOptions {
+  /**
+   * The modes the scenario supports (default: all). IPCZ_MODES narrows
+   * them further. A scenario whose main body reads other nodes' objects
+   * lists IN_PROCESS_MODES here.
+   */
+  modes?: readonly DriverMode[];
+}
+
 /** Registers scenarios of one suite; `run()` starts uvu. */
 export interface MultinodeTest {
   (name: string, body: MainBody): void;
+  (name: string, options: ScenarioOptions, body: MainBody): void;
   run(): void;
 }
 
@@ -139,42 +177,81 @@ export function scenarioName(): string {
 }
 
 /**
+ * Sets the scenario name that messages on this thread give. The worker
+ * launcher calls it, because a worker runs one body of one scenario.
+ */
+export function setScenarioName(name: string): void {
+  currentScenario = name;
+}
+
+/** Node bodies of every suite this thread loaded, by module URL. */
+const nodeBodies = new Map<string, Readonly<Record<string, NodeBody>>>();
+
+/**
+ * Returns the node body `bodyName` of the suite that `moduleUrl`
+ * registered on this thread, or throws when there is none.
+ */
+export function findNodeBody(moduleUrl: string, bodyName: string): NodeBody {
+  const bodies = nodeBodies.get(moduleUrl);
+  if (bodies === undefined) {
+    throw new Error(
+      `node bodies of ${moduleUrl} are not loaded: the module must call ` +
+        'multinodeSuite with its own import.meta.url',
+    );
+  }
+  const body = bodies[bodyName];
+  if (body === undefined) {
+    throw new Error(`no node body named ${bodyName} in ${moduleUrl}`);
+  }
+  return body;
+}
+
+/**
  * Creates the registration function of a multinode suite. `moduleUrl` is
  * the test file's `import.meta.url` and `nodes` its exported node bodies.
- * Each scenario is registered once per selected mode. Registration and
- * `run()` do nothing outside the main thread, so a worker that imports
- * the module for its node bodies runs no tests.
+ * Each scenario is registered once per selected mode that it supports.
+ * Registration and `run()` do nothing outside the main thread, so a
+ * worker that imports the module for its node bodies runs no tests. The
+ * node bodies are recorded on every thread.
  */
 export function multinodeSuite(
   suiteName: string,
   moduleUrl: string,
   nodes: Readonly<Record<string, NodeBody>>,
 ): MultinodeTest {
-  const tests = suite(suiteName);
-  const modes = selectedModes();
-  const register = (name: string, body: MainBody) => {
-    if (!isMainThread) return;
-    for (const mode of modes) {
+  nodeBodies.set(moduleUrl, nodes);
+  const tests = isMainThread ? suite(suiteName) : null;
+  const selected = selectedModes();
+  function register(name: string, body: MainBody): void;
+  function register(
+    name: string,
+    options: ScenarioOptions,
+    body: MainBody,
+  ): void;
+  function register(
+    name: string,
+    optionsOrBody: ScenarioOptions | MainBody,
+    maybeBody?: MainBody,
+  ): void {
+    if (tests === null) return;
+    const [options, body] = typeof optionsOrBody === 'function'
+      ? [{}, optionsOrBody]
+      : [optionsOrBody, maybeBody];
+    if (body === undefined) {
+      throw new Error(`scenario ${suiteName}.${name} has no main body`);
+    }
+    const supported = options.modes ?? DRIVER_MODES;
+    for (const mode of selected) {
+      if (!supported.includes(mode)) continue;
       const fullName = `${suiteName}.${name}/${mode}`;
       tests(`${name}/${mode}`, () =>
-        runScenario(fullName, mode, body, (reference) => {
-          if (reference.moduleUrl !== moduleUrl) {
-            throw new Error(`node bodies of ${reference.moduleUrl} are not loaded`);
-          }
-          const nodeBody = nodes[reference.bodyName];
-          if (nodeBody === undefined) {
-            throw new Error(
-              `no node body named ${reference.bodyName} in ${moduleUrl}`,
-            );
-          }
-          return nodeBody;
-        }, moduleUrl),
+        runScenario(fullName, mode, body, moduleUrl),
       );
     }
-  };
+  }
   return Object.assign(register, {
     run: () => {
-      if (isMainThread) tests.run();
+      tests?.run();
     },
   });
 }
@@ -194,6 +271,11 @@ function selectedModes(): DriverMode[] {
   return names as DriverMode[];
 }
 
+/** Tells whether `mode` runs spawned nodes in workers. */
+export function isWorkerMode(mode: DriverMode): boolean {
+  return (WORKER_MODES as readonly string[]).includes(mode);
+}
+
 /** Creates the driver of a broker or non-broker node in `mode`. */
 function createDriver(mode: DriverMode, broker: boolean): Driver {
   switch (mode) {
@@ -207,24 +289,31 @@ function createDriver(mode: DriverMode, broker: boolean): Driver {
       return drivers.async({ canAllocate: broker });
     case 'async-delegated-forced-brokering':
       return drivers.async({ canAllocate: broker, forcedBrokering: true });
+    case 'workers':
+      return createWorkerDriver();
+    case 'workers-delegated':
+      return createWorkerDriver({ canAllocate: broker });
   }
 }
 
+/** Tells whether non-broker nodes in `mode` delegate allocation. */
 function isDelegated(mode: DriverMode): boolean {
-  return mode.startsWith('async-delegated');
+  return mode.includes('delegated');
 }
-
-type ResolveBody = (reference: NodeBodyReference) => NodeBody;
 
 /**
  * One run of a scenario: the nodes it made and the node bodies still
- * running. The first node body to fail fails the scenario at once, so a
- * main body waiting on that node does not sit out the timeout.
+ * running, on this thread or in workers. The first node body to fail
+ * fails the scenario at once, so a main body waiting on that node does
+ * not sit out the timeout.
  */
 class ScenarioRun {
+  /** The nodes on this thread, which in worker modes are the brokers. */
   readonly nodes: Node[] = [];
-  private readonly badMessages = new Map<Node, ReplaySubject<BadMessage>>();
+  private readonly badMessages = new Map<Node, Observable<BadMessage>>();
   private readonly bodies: Promise<void>[] = [];
+  private readonly workers: Worker[] = [];
+  private readonly remoteBodies: RemoteBody[] = [];
   private nodeCount = 0;
   private rejectFailure: (error: unknown) => void = () => {};
   readonly failure = new Promise<never>((_, reject) => {
@@ -235,28 +324,30 @@ class ScenarioRun {
     readonly name: string,
     readonly mode: DriverMode,
     private readonly moduleUrl: string,
-    private readonly resolveBody: ResolveBody,
   ) {
     // Keeps an unobserved failure from being reported as unhandled.
     this.failure.catch(() => {});
   }
 
-  createNode(broker: boolean): Node {
+  get inWorkers(): boolean {
+    return isWorkerMode(this.mode);
+  }
+
+  /** Returns the label of the next node, counting every node spawned. */
+  nextLabel(broker: boolean): string {
     this.nodeCount += 1;
-    const label = broker && this.nodeCount === 1
-      ? 'broker'
-      : `${broker ? 'broker' : 'node'}-${this.nodeCount}`;
+    if (broker && this.nodeCount === 1) return 'broker';
+    return `${broker ? 'broker' : 'node'}-${this.nodeCount}`;
+  }
+
+  createNode(broker: boolean, label = this.nextLabel(broker)): Node {
     const node = createNode({
       driver: createDriver(this.mode, broker),
       broker,
       label,
     });
     this.nodes.push(node);
-    // Recorded from the start, because a bad handshake can be rejected
-    // before the node's body runs.
-    const recorded = new ReplaySubject<BadMessage>();
-    node.badMessages$.subscribe(recorded);
-    this.badMessages.set(node, recorded);
+    this.badMessages.set(node, recordBadMessages(node));
     return node;
   }
 
@@ -265,7 +356,7 @@ class ScenarioRun {
     if (recorded === undefined) {
       throw new Error(`node ${node.label} was not made by this scenario`);
     }
-    return recorded.asObservable();
+    return recorded;
   }
 
   /**
@@ -278,7 +369,7 @@ class ScenarioRun {
     portals: Portal[],
     transport: Transport | null,
   ): void {
-    const body = this.resolveBody({ moduleUrl: this.moduleUrl, bodyName });
+    const body = findNodeBody(this.moduleUrl, bodyName);
     const ctx: NodeContext = {
       mode: this.mode,
       node,
@@ -308,13 +399,12 @@ class ScenarioRun {
     broker: Node,
   ): Portal[] {
     const count = options.portals ?? 1;
-    const child = this.createNode(childIsBroker);
-    const [ours, theirs] = broker.driver.createTransports();
+    const [ours, theirs] = this.createTransports(broker);
     const portals = broker.connect(ours, {
       portals: count,
       toBroker: childIsBroker,
     });
-    this.startChild(bodyName, child, theirs, options, {
+    this.startChild(bodyName, childIsBroker, theirs, options, {
       portals: options.childPortals ?? count,
       toBroker: true,
       allocationDelegate: !childIsBroker && isDelegated(this.mode),
@@ -327,9 +417,8 @@ class ScenarioRun {
     options: SpawnOptions,
     broker: Node,
   ): Transport {
-    const child = this.createNode(false);
-    const [ours, theirs] = broker.driver.createTransports();
-    this.startChild(bodyName, child, theirs, options, {
+    const [ours, theirs] = this.createTransports(broker);
+    this.startChild(bodyName, false, theirs, options, {
       portals: options.childPortals ?? options.portals ?? 1,
       toBroker: true,
       allocationDelegate: isDelegated(this.mode),
@@ -348,8 +437,25 @@ class ScenarioRun {
     }
   }
 
-  closeAll(): void {
+  /**
+   * Closes every node on this thread and terminates every worker, also
+   * after a failure or a timeout. Nested workers end with the worker
+   * that started them.
+   */
+  async tearDown(): Promise<void> {
     for (const node of this.nodes) node.close();
+    for (const remote of this.remoteBodies) remote.stop();
+    await Promise.all(this.workers.map((worker) => worker.terminate()));
+  }
+
+  /**
+   * Creates a transport pair on the broker's driver. In the worker modes
+   * the second end is the MessagePort that goes to the child's worker.
+   */
+  private createTransports(broker: Node): [Transport, Transport | WorkerEnd] {
+    if (!this.inWorkers) return broker.driver.createTransports();
+    const channel = new MessageChannel();
+    return [wrapPort(channel.port1), { port: channel.port2 }];
   }
 
   private spawnReferred(
@@ -364,7 +470,7 @@ class ScenarioRun {
       portals: count,
       shareBroker: true,
     });
-    this.startChild(bodyName, child, theirs, options, {
+    this.connectAndLaunch(bodyName, child, theirs, options, {
       portals: options.childPortals ?? count,
       inheritBroker: true,
       allocationDelegate: isDelegated(this.mode),
@@ -372,12 +478,30 @@ class ScenarioRun {
     return portals;
   }
 
+  /** Starts a spawned child on this thread or in a worker. */
   private startChild(
+    bodyName: string,
+    childIsBroker: boolean,
+    transport: Transport | WorkerEnd,
+    options: SpawnOptions,
+    connectOptions: ConnectOptions,
+  ): void {
+    if ('port' in transport) {
+      this.startWorker(bodyName, childIsBroker, transport, options,
+        connectOptions);
+      return;
+    }
+    const child = this.createNode(childIsBroker);
+    this.connectAndLaunch(bodyName, child, transport, options,
+      connectOptions);
+  }
+
+  private connectAndLaunch(
     bodyName: string,
     child: Node,
     transport: Transport,
     options: SpawnOptions,
-    connectOptions: Parameters<Node['connect']>[1],
+    connectOptions: ConnectOptions,
   ): void {
     if (options.raw === true) {
       this.launch(bodyName, child, [], transport);
@@ -386,23 +510,82 @@ class ScenarioRun {
     const portals = child.connect(transport, connectOptions);
     this.launch(bodyName, child, portals, null);
   }
+
+  private startWorker(
+    bodyName: string,
+    childIsBroker: boolean,
+    transport: WorkerEnd,
+    options: SpawnOptions,
+    connectOptions: ConnectOptions,
+  ): void {
+    const label = this.nextLabel(childIsBroker);
+    const delegated = isDelegated(this.mode);
+    let remote: RemoteBody | undefined;
+    const { worker, control } = startBodyWorker(
+      {
+        moduleUrl: this.moduleUrl,
+        scenario: this.name,
+        bodyName,
+        mode: this.mode,
+        label,
+        broker: childIsBroker,
+        canAllocate: childIsBroker || !delegated,
+        delegated,
+        transport: transport.port,
+        connect: options.raw === true ? null : connectOptions,
+      },
+      (error) => remote?.fail(error),
+    );
+    this.workers.push(worker);
+    remote = this.watch(bodyName, label, control);
+  }
+
+  /** Follows a body in a worker, and the bodies its node spawns. */
+  private watch(
+    bodyName: string,
+    label: string,
+    control: WorkerEnd['port'],
+  ): RemoteBody {
+    const remote = new RemoteBody(bodyName, label, control, {
+      onSpawned: (childBody, childLabel, childControl) => {
+        this.watch(childBody, childLabel, childControl);
+      },
+      onFailure: (error) => this.rejectFailure(error),
+    });
+    this.remoteBodies.push(remote);
+    this.bodies.push(remote.done);
+    return remote;
+  }
+}
+
+/** The end of a transport pair that goes to a worker, as a bare port. */
+interface WorkerEnd {
+  port: MessageChannel['port2'];
 }
 
 async function runScenario(
   name: string,
   mode: DriverMode,
   body: MainBody,
-  resolveBody: ResolveBody,
   moduleUrl: string,
 ): Promise<void> {
   currentScenario = name;
-  const run = new ScenarioRun(name, mode, moduleUrl, resolveBody);
+  const run = new ScenarioRun(name, mode, moduleUrl);
   const broker = run.createNode(true);
   const t: TestContext = {
     mode,
     node: broker,
     driver: broker.driver,
-    nodes: run.nodes,
+    get nodes(): readonly Node[] {
+      if (run.inWorkers) {
+        throw new Error(
+          `${name}: t.nodes is not available in the worker modes, because ` +
+            'spawned nodes live in workers; register the scenario with ' +
+            '{ modes: IN_PROCESS_MODES }',
+        );
+      }
+      return run.nodes;
+    },
     badMessages$: run.badMessagesOf(broker),
     spawn: (bodyName, options = {}) =>
       run.spawn(bodyName, options, false, broker),
@@ -424,7 +607,7 @@ async function runScenario(
     await Promise.race([run.joinBodies(), run.failure, timeout]);
   } finally {
     clearTimeout(timer);
-    run.closeAll();
+    await run.tearDown();
     currentScenario = '(no scenario)';
   }
 }

@@ -26,6 +26,24 @@ const STRESS_CLIENTS = 6;
 const STRESS_ROUNDS = 3;
 const STRESS_MESSAGES_PER_HOP = 5;
 
+/**
+ * Takes each portal the broker sends on `broker`, puts a few numbered
+ * parcels into it and sends it back on `broker`, until the broker closes.
+ */
+async function relayTravellers(broker: Portal, lane: number): Promise<void> {
+  for (;;) {
+    const parcel = await nextParcelOrDead(broker, `relay portal ${lane}`);
+    if (parcel === null) return;
+    const portal = portalAt(parcel);
+    const [tag, nextText] = parcel.text().split(':') as [string, string];
+    let next = Number(nextText);
+    for (let i = 0; i < STRESS_MESSAGES_PER_HOP; i++) {
+      portal.put(`${tag}${next++}`);
+    }
+    broker.put(`${tag}:${next}`, [portal]);
+  }
+}
+
 export const nodes = {
   async basicClient(ctx: NodeContext) {
     const [broker] = ctx.portals;
@@ -116,21 +134,13 @@ export const nodes = {
     await waitForPeerClosed(broker!, 'sink portal');
   },
 
-  // Takes each portal the broker sends, puts a few numbered parcels into
-  // it and sends it back, until the broker closes.
+  // Relays travellers on each of its initial portals until the broker
+  // closes them. Each traveller has its own initial portal, because two
+  // may stop here at once and each waiter must get its own one back.
   async stressRelay(ctx: NodeContext) {
-    const [broker] = ctx.portals;
-    for (;;) {
-      const parcel = await nextParcelOrDead(broker!, 'relay portal');
-      if (parcel === null) return;
-      const portal = portalAt(parcel);
-      const [tag, nextText] = parcel.text().split(':') as [string, string];
-      let next = Number(nextText);
-      for (let i = 0; i < STRESS_MESSAGES_PER_HOP; i++) {
-        portal.put(`${tag}${next++}`);
-      }
-      broker!.put(`${tag}:${next}`, [portal]);
-    }
+    await Promise.all(
+      ctx.portals.map((broker, lane) => relayTravellers(broker, lane)),
+    );
   },
 
   async holdRouteThenWaitForClosure(ctx: NodeContext) {
@@ -221,23 +231,30 @@ multinodeTest('HugeNumberOfPortals', async (t) => {
 });
 
 multinodeTest('RoutingStressTest', async (t) => {
-  const relays = Array.from({ length: STRESS_CLIENTS }, () => {
-    const [relay] = t.spawn('stressRelay');
-    return relay!;
-  });
+  // One initial portal per traveller on each relay: p's stops use
+  // portal 0 and q's portal 1.
+  const relays = Array.from({ length: STRESS_CLIENTS }, () =>
+    t.spawn('stressRelay', { portals: 2 }),
+  );
   const [p, q] = t.node.openPortals();
   const hops = STRESS_CLIENTS * STRESS_ROUNDS;
   const total = hops * STRESS_MESSAGES_PER_HOP;
 
   // Each portal visits every relay STRESS_ROUNDS times, one at a time,
   // and puts numbered parcels at each stop.
-  const travel = async (portal: Portal, tag: string, offset: number) => {
+  const travel = async (
+    portal: Portal,
+    tag: string,
+    offset: number,
+    lane: number,
+  ) => {
     let traveller = portal;
     let next = 0;
     for (let hop = 0; hop < hops; hop++) {
-      const relay = relays[(hop + offset) % STRESS_CLIENTS]!;
+      const index = (hop + offset) % STRESS_CLIENTS;
+      const relay = relays[index]![lane]!;
       relay.put(`${tag}:${next}`, [traveller]);
-      const parcel = await waitToGet(relay, `relay ${hop % STRESS_CLIENTS}`);
+      const parcel = await waitToGet(relay, `relay ${index} portal ${lane}`);
       const [, nextText] = parcel.text().split(':') as [string, string];
       next = Number(nextText);
       traveller = portalAt(parcel);
@@ -247,8 +264,8 @@ multinodeTest('RoutingStressTest', async (t) => {
   // The two portals travel at the same time over different relays, so
   // every stop of one sees the other's route change under it.
   const [homeP, homeQ] = await Promise.all([
-    travel(p, 'p', 0),
-    travel(q, 'q', STRESS_CLIENTS / 2),
+    travel(p, 'p', 0, 0),
+    travel(q, 'q', STRESS_CLIENTS / 2, 1),
   ]);
 
   const fromP = await receiveTexts(homeQ, total, 'q at home');
@@ -257,7 +274,7 @@ multinodeTest('RoutingStressTest', async (t) => {
   assert.is(firstMismatch(fromQ, numbered('q', total)), -1);
   homeP.close();
   await waitForDead(homeQ, 'q at home');
-  for (const relay of relays) relay.close();
+  for (const portal of relays.flat()) portal.close();
 });
 
 multinodeTest('DisconnectThroughProxy', async (t) => {
