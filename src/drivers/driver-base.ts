@@ -21,7 +21,30 @@ import {
   allocateSharedBufferMemory,
 } from './shared-memory';
 
-/** What `DriverBase` calls on an endpoint of its own transports. */
+/** Lifecycle state of a transport endpoint. */
+export type TransportState = 'inactive' | 'active' | 'deactivated' | 'closed';
+
+/** The state an endpoint must be in for each lifecycle step. */
+const REQUIRED_STATE = { activate: 'inactive', deactivate: 'active' } as const;
+
+/**
+ * Throws `FAILED_PRECONDITION` unless an endpoint in `state` may take
+ * `step`: only an inactive endpoint activates, only an active one
+ * deactivates.
+ */
+export function checkLifecycleStep(
+  state: TransportState,
+  step: keyof typeof REQUIRED_STATE,
+): void {
+  if (state !== REQUIRED_STATE[step]) {
+    throw new IpczError(
+      'FAILED_PRECONDITION',
+      `cannot ${step} a transport that is ${state}`,
+    );
+  }
+}
+
+/** An endpoint of a driver's transports, as `DriverBase` uses it. */
 export interface DriverEndpoint extends Transport {
   /** Reasons given by `reportBadTransportActivity` and by rejections. */
   readonly badActivityReports: string[];
@@ -32,7 +55,7 @@ export interface DriverEndpoint extends Transport {
 
 /**
  * A driver whose transports are endpoints of type `T`. A subclass makes
- * and activates transports and says how its objects are checked,
+ * and activates transports and defines how its objects are checked,
  * flattened and rebuilt. The base implements the other Driver methods in
  * the same way for every subclass.
  */

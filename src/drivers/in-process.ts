@@ -15,7 +15,11 @@ import type {
   TransmitCheck,
   TransportListener,
 } from './driver';
-import { DriverBase } from './driver-base';
+import {
+  DriverBase,
+  checkLifecycleStep,
+  type TransportState,
+} from './driver-base';
 import { SharedBufferMemory } from './shared-memory';
 
 /** The `family` of the sync and async drivers, which interoperate. */
@@ -51,8 +55,6 @@ type Notification =
   | { type: 'message'; data: Uint8Array; handles: unknown[] }
   | { type: 'error'; reason: string }
   | { type: 'deactivated' };
-
-type TransportState = 'inactive' | 'active' | 'deactivated' | 'closed';
 
 /**
  * One endpoint of an in-process transport pair.
@@ -109,12 +111,7 @@ export class InProcessTransport implements Transport {
   }
 
   activate(listener: TransportListener, isBroker: boolean): void {
-    if (this.state !== 'inactive') {
-      throw new IpczError(
-        'FAILED_PRECONDITION',
-        `cannot activate a transport that is ${this.state}`,
-      );
-    }
+    checkLifecycleStep(this.state, 'activate');
     this.state = 'active';
     this.listener = listener;
     this.isBroker = isBroker;
@@ -122,12 +119,7 @@ export class InProcessTransport implements Transport {
   }
 
   deactivate(): void {
-    if (this.state !== 'active') {
-      throw new IpczError(
-        'FAILED_PRECONDITION',
-        `cannot deactivate a transport that is ${this.state}`,
-      );
-    }
+    checkLifecycleStep(this.state, 'deactivate');
     this.state = 'deactivated';
     this.discardQueue();
     this.queue.push({ type: 'deactivated' });
@@ -396,7 +388,7 @@ export class InProcessDriver extends DriverBase<InProcessTransport> {
     return `object of kind ${kind} was not made by an in-process driver`;
   }
 
-  /** Every object crosses as itself: zero bytes and one handle. */
+  /** Flattens any object to zero bytes and one handle: the object. */
   protected flattenObject(object: DriverObject): SerializedObject {
     return { data: new Uint8Array(0), handles: [object] };
   }

@@ -32,18 +32,16 @@ import type {
   ActivationOptions,
   Driver,
   DriverObject,
-  SerializedObject,
-  SharedMemory,
   Transport,
-  TransmitCheck,
   TransportListener,
 } from './driver';
-import { generateRandomBytes } from './driver-base';
+import { PortDriverBase } from './port-driver';
 import {
-  SharedBufferMemory,
-  allocateSharedBufferMemory,
-  isSharedArrayBuffer,
-} from './shared-memory';
+  PortTransport,
+  checkMessagePort,
+  type BatchPolicy,
+  type PortMessage,
+} from './port-transport';
 
 /** The `family` of the Web Worker driver. */
 export const WEB_WORKERS_FAMILY = 'web-workers';
@@ -80,12 +78,6 @@ export interface WebWorkerDriverOptions {
 /** Largest heartbeat timeout accepted from a peer, in ms (one day). */
 const MAX_HEARTBEAT_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 
-/** One transmission as it crosses the port. */
-interface PortMessage {
-  data: Uint8Array;
-  handles: unknown[];
-}
-
 /**
  * A message of the driver itself, posted alone instead of in a batch:
  * `close` precedes a deliberate close of the port, and `heartbeat`
@@ -95,13 +87,19 @@ type ControlMessage =
   | { ipczRxControl: 'close' }
   | { ipczRxControl: 'heartbeat'; timeoutMs: number };
 
-type TransportState = 'inactive' | 'active' | 'deactivated' | 'closed';
-
 /** Liveness settings an endpoint takes from the driver that activates it. */
 interface LivenessSettings {
   heartbeat: HeartbeatOptions | undefined;
   scheduler: SchedulerLike;
 }
+
+// Copies the bytes at once, because the caller may reuse its buffer
+// before the batch is posted. A batch grows until the end of the task.
+const webBatchPolicy: BatchPolicy = {
+  copyData: true,
+  maxMessages: Infinity,
+  maxBytes: Infinity,
+};
 
 /**
  * One endpoint of a transport: a wrapped `MessagePort`.
@@ -111,18 +109,7 @@ interface LivenessSettings {
  * clone per task instead of one per message. Control messages follow the
  * batch that was pending when they were posted.
  */
-export class WebWorkerTransport implements Transport {
-  readonly kind = 'transport';
-  readonly port: MessagePort;
-  /** Reasons given by `reportBadTransportActivity` and by rejections. */
-  readonly badActivityReports: string[] = [];
-
-  private state: TransportState = 'inactive';
-  private listener: TransportListener | null = null;
-  private failed = false;
-  private outgoing: PortMessage[] = [];
-  private outgoingPorts: MessagePort[] = [];
-  private flushScheduled = false;
+export class WebWorkerTransport extends PortTransport<MessagePort> {
   private scheduler: SchedulerLike = asyncScheduler;
   private heartbeats: Subscription | null = null;
   private watchdog: Subscription | null = null;
@@ -130,23 +117,11 @@ export class WebWorkerTransport implements Transport {
   private peerTimeoutMs = 0;
 
   constructor(port: MessagePort) {
-    this.port = port;
-  }
-
-  /** Lifecycle state: inactive, active, deactivated or closed. */
-  get currentState(): TransportState {
-    return this.state;
+    super(port, webBatchPolicy);
   }
 
   activate(listener: TransportListener, settings: LivenessSettings): void {
-    if (this.state !== 'inactive') {
-      throw new IpczError(
-        'FAILED_PRECONDITION',
-        `cannot activate a transport that is ${this.state}`,
-      );
-    }
-    this.state = 'active';
-    this.listener = listener;
+    this.enterActiveState(listener);
     this.scheduler = settings.scheduler;
     this.port.addEventListener('message', this.onPortMessage);
     this.port.addEventListener('messageerror', this.onPortMessageError);
@@ -159,37 +134,6 @@ export class WebWorkerTransport implements Transport {
     }
   }
 
-  deactivate(): void {
-    if (this.state !== 'active') {
-      throw new IpczError(
-        'FAILED_PRECONDITION',
-        `cannot deactivate a transport that is ${this.state}`,
-      );
-    }
-    this.state = 'deactivated';
-    this.flush();
-    this.stopListening();
-    const listener = this.listener;
-    this.listener = null;
-    // Deactivation finishes after the current call returns, as it does
-    // in other drivers, so a listener may deactivate from onMessage.
-    queueMicrotask(() => listener?.onDeactivated());
-  }
-
-  /**
-   * Closes this endpoint after telling the peer, whose listener then gets
-   * `onError`. Closing it again does nothing.
-   */
-  close(): void {
-    if (this.state === 'closed') return;
-    this.flush();
-    this.postControl({ ipczRxControl: 'close' });
-    this.state = 'closed';
-    this.listener = null;
-    this.stopListening();
-    this.port.close();
-  }
-
   /**
    * Fails this endpoint as if its peer had gone, then closes it. The
    * owner of a worker calls this when it terminates the worker, because
@@ -200,47 +144,18 @@ export class WebWorkerTransport implements Transport {
     this.close();
   }
 
-  /**
-   * Marks this endpoint as sent to another thread. Its port now belongs to
-   * the message that carries it, so this object must not touch it again.
-   */
-  markTransferred(): void {
-    this.state = 'closed';
-    this.listener = null;
+  protected postBatch(batch: PortMessage[], transfer: MessagePort[]): void {
+    this.port.postMessage(batch, transfer);
   }
 
-  transmit(data: Uint8Array, handles: readonly unknown[]): void {
-    if (this.state === 'deactivated' || this.state === 'closed') {
-      closePortHandles(handles);
-      return;
-    }
-    // Copies now, because the caller may reuse its buffer before the
-    // batch is posted.
-    this.outgoing.push({ data: data.slice(), handles: [...handles] });
-    for (const handle of handles) {
-      if (isMessagePort(handle)) this.outgoingPorts.push(handle);
-    }
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      queueMicrotask(this.flush);
-    }
+  /** Posts a close message first, so the peer's listener gets `onError`. */
+  protected override announceClose(): void {
+    this.postControl({ ipczRxControl: 'close' });
   }
 
-  private readonly flush = (): void => {
-    this.flushScheduled = false;
-    if (this.outgoing.length === 0) return;
-    const batch = this.outgoing;
-    const transfer = this.outgoingPorts;
-    this.outgoing = [];
-    this.outgoingPorts = [];
-    try {
-      this.port.postMessage(batch, transfer);
-    } catch (error) {
-      // checkTransmit rejects what cannot be cloned, so this means a
-      // caller skipped it. The batch is lost, so the transport fails.
-      this.fail(`failed to post a message: ${String(error)}`);
-    }
-  };
+  protected override onFail(): void {
+    this.stopTimers();
+  }
 
   private postControl(message: ControlMessage): void {
     try {
@@ -263,17 +178,11 @@ export class WebWorkerTransport implements Transport {
       return;
     }
     for (const entry of payload) {
-      if (this.state !== 'active' || this.failed) {
-        closePortHandles(isPortMessage(entry) ? entry.handles : []);
-        continue;
-      }
-      if (!isPortMessage(entry)) {
+      if (isPortMessage(entry)) {
+        this.deliver(entry.data, entry.handles);
+      } else if (this.delivering) {
         this.rejectMessage('port message entry lacks data or handles');
-        continue;
       }
-      const listener = this.listener as TransportListener;
-      const result = listener.onMessage(entry.data, entry.handles);
-      if (result !== true) this.rejectMessage(String(result));
     }
   };
 
@@ -325,7 +234,7 @@ export class WebWorkerTransport implements Transport {
     const dueAt = this.scheduler.now() + delayMs;
     this.watchdog = this.scheduler.schedule(() => {
       this.watchdog = null;
-      if (this.state !== 'active' || this.failed) return;
+      if (!this.delivering) return;
       const now = this.scheduler.now();
       // A check that runs far past its time means this thread stalled
       // (a long task, a throttled background tab). The peer's heartbeats
@@ -346,19 +255,6 @@ export class WebWorkerTransport implements Transport {
     }, delayMs);
   }
 
-  private rejectMessage(reason: string): void {
-    this.badActivityReports.push(reason);
-    this.fail(`invalid message: ${reason}`);
-  }
-
-  private fail(reason: string): void {
-    const listener = this.listener;
-    if (listener === null || this.state !== 'active' || this.failed) return;
-    this.failed = true;
-    this.stopTimers();
-    listener.onError(reason);
-  }
-
   private stopTimers(): void {
     this.heartbeats?.unsubscribe();
     this.heartbeats = null;
@@ -366,7 +262,7 @@ export class WebWorkerTransport implements Transport {
     this.watchdog = null;
   }
 
-  private stopListening(): void {
+  protected stopListening(): void {
     this.stopTimers();
     this.port.removeEventListener('message', this.onPortMessage);
     this.port.removeEventListener('messageerror', this.onPortMessageError);
@@ -388,26 +284,6 @@ function isPortMessage(value: unknown): value is PortMessage {
   if (typeof value !== 'object' || value === null) return false;
   const { data, handles } = value as Partial<PortMessage>;
   return data instanceof Uint8Array && Array.isArray(handles);
-}
-
-/**
- * Tells whether `value` is a MessagePort by its shape and constructor
- * name, because `instanceof` fails for values from another realm.
- */
-export function isMessagePort(value: unknown): value is MessagePort {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    value.constructor?.name === 'MessagePort' &&
-    typeof (value as { postMessage?: unknown }).postMessage === 'function'
-  );
-}
-
-/** Closes the ports among dropped handles. */
-function closePortHandles(handles: readonly unknown[]): void {
-  for (const handle of handles) {
-    if (isMessagePort(handle)) handle.close();
-  }
 }
 
 /**
@@ -447,98 +323,8 @@ export function checkWebWorkerSupport(): void {
  * `INVALID_ARGUMENT` for anything but a MessagePort.
  */
 export function wrapWebPort(port: MessagePort): WebWorkerTransport {
-  if (!isMessagePort(port)) {
-    throw new IpczError(
-      'INVALID_ARGUMENT',
-      `expected a MessagePort, got ${describeValue(port)}`,
-    );
-  }
+  checkMessagePort(port);
   return new WebWorkerTransport(port);
-}
-
-function describeValue(value: unknown): string {
-  if (typeof value !== 'object' || value === null) return String(value);
-  return value.constructor?.name ?? 'an object without a constructor';
-}
-
-function toWebTransport(transport: Transport): WebWorkerTransport {
-  if (!(transport instanceof WebWorkerTransport)) {
-    throw new IpczError(
-      'INVALID_ARGUMENT',
-      'transport was not made by the Web Worker driver',
-    );
-  }
-  return transport;
-}
-
-/** Object type codes in the first 32-bit word of a serialized object. */
-const ObjectType = { transport: 1, memory: 2, application: 3 } as const;
-
-/** Serialized object data: u32 type, then u32 size (memory only), LE. */
-const SERIALIZED_SIZE = 8;
-
-function encodeObjectHeader(type: number, size: number): Uint8Array {
-  const data = new Uint8Array(SERIALIZED_SIZE);
-  const view = new DataView(data.buffer);
-  view.setUint32(0, type, true);
-  view.setUint32(4, size, true);
-  return data;
-}
-
-/**
- * Returns why `object` cannot cross `carrier`, or `null` when it can.
- * Application values cross by structured clone, so a value that cannot be
- * cloned (a function, a DOM node) is rejected by trying a clone.
- */
-function findUnserializableReason(
-  object: DriverObject,
-  carrier: WebWorkerTransport,
-): string | null {
-  if (object instanceof SharedBufferMemory) return null;
-  if (object instanceof WebWorkerTransport) {
-    if (object === carrier) return 'a transport cannot be sent over itself';
-    if (object.currentState !== 'inactive') {
-      return `cannot send a transport that is ${object.currentState}`;
-    }
-    return null;
-  }
-  if (object.kind === 'application') {
-    try {
-      structuredClone(object.value);
-      return null;
-    } catch (error) {
-      return `application value cannot be cloned: ${String(error)}`;
-    }
-  }
-  const kind = String((object as { kind?: unknown }).kind);
-  return `object of kind ${kind} was not made by the Web Worker driver`;
-}
-
-function deserializeObject(
-  data: Uint8Array,
-  handle: unknown,
-): DriverObject | string {
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const type = view.getUint32(0, true);
-  const size = view.getUint32(4, true);
-  switch (type) {
-    case ObjectType.transport:
-      if (!isMessagePort(handle)) return 'transport handle is not a port';
-      return new WebWorkerTransport(handle);
-    case ObjectType.memory:
-      if (!isSharedArrayBuffer(handle)) {
-        return 'memory handle is not a SharedArrayBuffer';
-      }
-      if (handle.byteLength !== size) {
-        return `memory size ${size} does not match its buffer of ` +
-          `${handle.byteLength} bytes`;
-      }
-      return new SharedBufferMemory(handle);
-    case ObjectType.application:
-      return { kind: 'application', value: handle };
-    default:
-      return `unknown object type ${type}`;
-  }
 }
 
 function checkHeartbeat(heartbeat: HeartbeatOptions | undefined): void {
@@ -567,13 +353,16 @@ function checkHeartbeat(heartbeat: HeartbeatOptions | undefined): void {
  * A driver whose transports are MessagePorts. Transports interoperate
  * with every other instance of this driver, on the page or in a worker.
  */
-class WebWorkerDriver implements Driver {
+class WebWorkerDriver extends PortDriverBase<
+  MessagePort,
+  WebWorkerTransport
+> {
   readonly family = WEB_WORKERS_FAMILY;
-  readonly canAllocate: boolean;
+  protected readonly driverName = 'the Web Worker driver';
   private readonly liveness: LivenessSettings;
 
   constructor(options: WebWorkerDriverOptions) {
-    this.canAllocate = options.canAllocate ?? true;
+    super(options.canAllocate ?? true);
     this.liveness = {
       heartbeat: options.heartbeat,
       scheduler: options.scheduler ?? asyncScheduler,
@@ -593,98 +382,15 @@ class WebWorkerDriver implements Driver {
     listener: TransportListener,
     _options: ActivationOptions,
   ): void {
-    toWebTransport(transport).activate(listener, this.liveness);
+    this.toEndpoint(transport).activate(listener, this.liveness);
   }
 
-  deactivateTransport(transport: Transport): void {
-    toWebTransport(transport).deactivate();
+  protected isEndpoint(object: DriverObject): object is WebWorkerTransport {
+    return object instanceof WebWorkerTransport;
   }
 
-  closeTransport(transport: Transport): void {
-    toWebTransport(transport).close();
-  }
-
-  transmit(transport: Transport, data: Uint8Array, handles: unknown[]): void {
-    toWebTransport(transport).transmit(data, handles);
-  }
-
-  reportBadTransportActivity(transport: Transport, reason: string): void {
-    toWebTransport(transport).badActivityReports.push(reason);
-  }
-
-  allocateSharedMemory(size: number): SharedMemory {
-    return allocateSharedBufferMemory(size, this.canAllocate);
-  }
-
-  duplicateSharedMemory(memory: SharedMemory): SharedMemory {
-    if (!(memory instanceof SharedBufferMemory)) {
-      throw new IpczError(
-        'INVALID_ARGUMENT',
-        'memory was not allocated by an ipcz-rx driver',
-      );
-    }
-    return memory.duplicate();
-  }
-
-  /**
-   * Returns `unserializable` for a foreign object, a transport that is
-   * active, closed or the carrier itself, and an application value that
-   * structured clone rejects. The page and its workers can all reach each
-   * other through MessagePorts, so nothing is `permission-denied`.
-   */
-  checkTransmit(object: DriverObject, transport: Transport): TransmitCheck {
-    const carrier = toWebTransport(transport);
-    const reason = findUnserializableReason(object, carrier);
-    return reason === null ? 'ok' : 'unserializable';
-  }
-
-  serializeObject(
-    object: DriverObject,
-    transport: Transport,
-  ): SerializedObject {
-    const reason = findUnserializableReason(
-      object,
-      toWebTransport(transport),
-    );
-    if (reason !== null) throw new IpczError('INVALID_ARGUMENT', reason);
-
-    if (object instanceof WebWorkerTransport) {
-      object.markTransferred();
-      return {
-        data: encodeObjectHeader(ObjectType.transport, 0),
-        handles: [object.port],
-      };
-    }
-    if (object instanceof SharedBufferMemory) {
-      return {
-        data: encodeObjectHeader(ObjectType.memory, object.size),
-        handles: [object.buffer],
-      };
-    }
-    return {
-      data: encodeObjectHeader(ObjectType.application, 0),
-      handles: [(object as { value: unknown }).value],
-    };
-  }
-
-  deserializeObject(serialized: SerializedObject): DriverObject | string {
-    const { data, handles } = serialized;
-    if (data.length !== SERIALIZED_SIZE) {
-      return `object data must be ${SERIALIZED_SIZE} bytes, got ${data.length}`;
-    }
-    if (handles.length !== 1) {
-      return `object needs exactly 1 handle, got ${handles.length}`;
-    }
-    return deserializeObject(data, handles[0]);
-  }
-
-  /** Closes a transport; memory and application objects need no release. */
-  closeObject(object: DriverObject): void {
-    if (object instanceof WebWorkerTransport) object.close();
-  }
-
-  generateRandomBytes(length: number): Uint8Array {
-    return generateRandomBytes(length);
+  protected wrapReceivedPort(port: MessagePort): WebWorkerTransport {
+    return new WebWorkerTransport(port);
   }
 }
 
