@@ -5,7 +5,7 @@
  * sending end closed or the run stopped, on a route whose receiving end
  * did not close itself abruptly, and the receiving end never took it.
  * ipcz promises exactly this: a route closed from one end delivers
- * every parcel put before the close to the other end, which sees the
+ * every parcel put before the close to the other end, which observes the
  * closure only after the last of them. So for each direction of each
  * route, `lost = sent - received` when the receiver finished by taking
  * everything (outcome `handshake` or `peer`). When the receiver closed

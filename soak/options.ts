@@ -8,6 +8,8 @@ export interface SoakOptions {
   seed: number;
   /** Largest allowed growth of the summed heaps, in MiB. */
   maxHeapGrowthMib: number;
+  /** Longest wait between sending merge peers away and merging, in ms. */
+  mergeDelayMs: number;
 }
 
 /** An invalid command line; the message names the option and the fix. */
@@ -30,9 +32,13 @@ failed check, a crashed worker or a hang, 2 invalid options.
                          choices replay, thread timing does not
   --max-heap-growth MIB  largest allowed growth of the main thread's and
                          workers' heaps together, in MiB (default 64)
+  --merge-delay MS       longest wait, in milliseconds, between sending
+                         the peers of two fresh portals away and merging
+                         the portals; half of the merges wait a random
+                         1 to MS ms (default 20, 0 merges at once)
   --help                 print this help`;
 
-const NAMES = ['--seconds', '--seed', '--max-heap-growth'];
+const NAMES = ['--seconds', '--seed', '--max-heap-growth', '--merge-delay'];
 
 function parseInteger(name: string, text: string, min: number, max: number) {
   const value = Number(text);
@@ -58,6 +64,7 @@ export function parseOptions(
     seconds: 30,
     seed: -1,
     maxHeapGrowthMib: 64,
+    mergeDelayMs: 20,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -74,6 +81,8 @@ export function parseOptions(
       options.seconds = parseInteger(name, value, 1, 7 * 24 * 3600);
     } else if (name === '--seed') {
       options.seed = parseInteger(name, value, 0, 0xffffffff);
+    } else if (name === '--merge-delay') {
+      options.mergeDelayMs = parseInteger(name, value, 0, 10_000);
     } else {
       options.maxHeapGrowthMib = parseInteger(name, value, 1, 65536);
     }

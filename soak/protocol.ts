@@ -139,6 +139,8 @@ export interface WorkerReport extends WorkerStatus {
 export interface SoakWorkerData {
   index: number;
   seed: number;
+  /** Longest wait before a merge, in ms; see `--merge-delay`. */
+  mergeDelayMs: number;
 }
 
 /** Messages from the main thread to a worker. */

@@ -97,6 +97,8 @@ function newState(route: string, side: Side, kind: RouteKind): EndState {
 export interface SoakWorkerOptions {
   index: number;
   seed: number;
+  /** Longest wait between sending merge peers away and merging, in ms. */
+  mergeDelayMs: number;
   /** Resolves once shared memory allocation works on this node. */
   allocationReady: Promise<void>;
 }
@@ -557,9 +559,11 @@ export class SoakWorker {
         left.merge(right);
         this.counters.merges++;
       });
-    // Merging later lets parcels from the moved ends queue up first.
-    if (this.random.chance(0.5)) doMerge();
-    else setTimeout(doMerge, this.random.int(1, 20));
+    // Merging later lets parcels from the moved ends queue up first, and
+    // lets the merge meet the route reduction of the moved ends.
+    const delay = this.random.int(1, Math.max(1, this.options.mergeDelayMs));
+    if (this.options.mergeDelayMs === 0 || this.random.chance(0.5)) doMerge();
+    else setTimeout(doMerge, delay);
   }
 
   /**

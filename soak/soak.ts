@@ -155,6 +155,8 @@ class Soak {
   private readonly failures: string[] = [];
   private brokerBadMessages = 0;
   private exiting = false;
+  /** Set once the run has failed fatally, to stop the remaining steps. */
+  private failedFatally = false;
   private rejectFatal: (error: FatalError) => void = () => {};
   /** Rejects when a worker crashes; raced against every step. */
   private readonly fatal = new Promise<never>((_, reject) => {
@@ -162,7 +164,9 @@ class Soak {
   });
 
   constructor(private readonly options: SoakOptions) {
-    this.fatal.catch(() => undefined);
+    this.fatal.catch(() => {
+      this.failedFatally = true;
+    });
     this.broker = createNode({
       driver: createWorkerDriver(),
       broker: true,
@@ -200,7 +204,11 @@ class Soak {
         label,
         canAllocate: !sandboxed,
         allocationDelegate: sandboxed,
-        workerData: { index, seed: deriveSeed(this.options.seed, index) },
+        workerData: {
+          index,
+          seed: deriveSeed(this.options.seed, index),
+          mergeDelayMs: this.options.mergeDelayMs,
+        },
       });
       const control = new WorkerControl(
         label,
@@ -317,11 +325,12 @@ class Soak {
     const endAt = started + this.options.seconds * 1000;
     let lastReceived = -1;
     let lastChange = Date.now();
-    while (Date.now() < endAt) {
+    while (Date.now() < endAt && !this.failedFatally) {
       await Promise.race([
         delay(Math.min(PROGRESS_MS, endAt - Date.now())),
         this.fatal,
       ]);
+      if (this.failedFatally) return;
       const statuses = await this.statuses();
       const total = sumCounters(statuses);
       if (total.parcelsReceived !== lastReceived) {

@@ -7,9 +7,10 @@ import type { SoakWorkerData } from './protocol';
 import { SoakWorker } from './soak-worker';
 
 const { node, portals, workerData, delegateReady } = connectToParent();
-const { index, seed } = workerData as SoakWorkerData;
+const { index, seed, mergeDelayMs } = workerData as SoakWorkerData;
 new SoakWorker(node, portals[0]!, {
   index,
   seed,
+  mergeDelayMs,
   allocationReady: delegateReady,
 });

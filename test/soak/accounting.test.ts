@@ -96,6 +96,7 @@ test('options parse and reject', () => {
     seconds: 7,
     seed: 5,
     maxHeapGrowthMib: 64,
+    mergeDelayMs: 20,
   });
   assert.is((parseOptions([], () => 99) as { seed: number }).seed, 99);
   assert.is(parseOptions(['--help'], () => 1), 'help');
