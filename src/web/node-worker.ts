@@ -19,7 +19,6 @@
  * heartbeats it sends by default. See the liveness notes in
  * src/drivers/web-workers.ts for what is detected otherwise.
  */
-import { filter, firstValueFrom } from 'rxjs';
 import {
   WEB_WORKERS_FAMILY,
   WebWorkerTransport,
@@ -28,9 +27,16 @@ import {
   type HeartbeatOptions,
 } from '../drivers/web-workers';
 import { IpczError } from '../errors';
-import { MAX_INITIAL_PORTALS } from '../link/node-link-memory';
 import { Node } from '../node/node';
 import type { Portal } from '../router/portal';
+import {
+  checkParent,
+  checkPortalCount,
+  connectParentSide,
+  connectWorkerSide,
+  describeParentConnection,
+  type ParentConnection,
+} from '../workers/parent-connection';
 
 /** Options of `startWebNodeWorker`. */
 export interface StartWebNodeWorkerOptions {
@@ -90,22 +96,13 @@ export interface WebNodeWorker {
 type HandshakeMessage =
   | { ipczRx: 'ready' }
   | { ipczRx: 'failed'; reason: string }
-  | ({ ipczRx: 'connect' } & ParentConnection);
+  | ({ ipczRx: 'connect' } & WebParentConnection);
 
 /** Connection parameters the parent posts to the worker. */
-interface ParentConnection {
-  port: MessagePort;
-  portals: number;
-  /** Whether the parent is a broker; otherwise it shares its broker. */
-  parentIsBroker: boolean;
-  allocationDelegate: boolean;
-  canAllocate: boolean;
+interface WebParentConnection extends ParentConnection<MessagePort> {
   heartbeat: HeartbeatOptions | undefined;
-  label: string | undefined;
   workerData: unknown;
 }
-
-const DEFAULT_PORTALS = 1;
 
 /**
  * Default heartbeats of a node worker. A beat a second costs little. A
@@ -117,37 +114,6 @@ export const DEFAULT_WORKER_HEARTBEAT: Readonly<HeartbeatOptions> = {
   intervalMs: 1_000,
   timeoutMs: 10_000,
 };
-
-function checkPortalCount(name: string, value: unknown): number {
-  if (value === undefined) return DEFAULT_PORTALS;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new IpczError(
-      'INVALID_ARGUMENT',
-      `${name} must be a positive integer, got ${String(value)}`,
-    );
-  }
-  if (value > MAX_INITIAL_PORTALS) {
-    throw new IpczError(
-      'OUT_OF_RANGE',
-      `${name} is ${value}; at most ${MAX_INITIAL_PORTALS} initial portals ` +
-        'are supported',
-    );
-  }
-  return value;
-}
-
-function checkParent(parent: Node): void {
-  if (!(parent instanceof Node)) {
-    throw new IpczError('INVALID_ARGUMENT', 'parent must be a Node');
-  }
-  if (parent.driver.family !== WEB_WORKERS_FAMILY) {
-    throw new IpczError(
-      'INVALID_ARGUMENT',
-      `parent node ${parent.label} uses a ${parent.driver.family} driver; ` +
-        'Web Worker nodes need one made by createWebWorkerDriver()',
-    );
-  }
-}
 
 function readHandshake(data: unknown): HandshakeMessage | null {
   if (typeof data !== 'object' || data === null) return null;
@@ -197,7 +163,11 @@ export function startWebNodeWorker(
   script: string | URL | Worker,
   options: StartWebNodeWorkerOptions = {},
 ): WebNodeWorker {
-  checkParent(parent);
+  checkParent(
+    parent,
+    WEB_WORKERS_FAMILY,
+    'Web Worker nodes need one made by createWebWorkerDriver()',
+  );
   const portals = checkPortalCount('options.portals', options.portals);
   const heartbeat =
     options.heartbeat === undefined
@@ -218,14 +188,9 @@ export function startWebNodeWorker(
     );
   }
   const worker = openWorker(script, options);
-  const connection: ParentConnection = {
-    port: remote.port,
-    portals,
-    parentIsBroker: parent.isBroker,
-    allocationDelegate: options.allocationDelegate === true,
-    canAllocate: options.canAllocate ?? true,
+  const connection: WebParentConnection = {
+    ...describeParentConnection(parent, remote.port, portals, options),
     heartbeat: heartbeat === undefined ? undefined : { ...heartbeat },
-    label: options.label,
     workerData: options.workerData,
   };
   remote.markTransferred();
@@ -237,7 +202,7 @@ class StartedWorker implements WebNodeWorker {
   readonly portals: Portal[];
   readonly started: Promise<void>;
   private lastError: ErrorEvent | undefined;
-  private connection: ParentConnection | null;
+  private connection: WebParentConnection | null;
   private settleStart: (error?: IpczError) => void = () => undefined;
   private terminated = false;
 
@@ -245,7 +210,7 @@ class StartedWorker implements WebNodeWorker {
     parent: Node,
     readonly worker: Worker,
     private readonly transport: WebWorkerTransport,
-    connection: ParentConnection,
+    connection: WebParentConnection,
   ) {
     this.connection = connection;
     this.started = new Promise<void>((resolve, reject) => {
@@ -256,12 +221,10 @@ class StartedWorker implements WebNodeWorker {
     worker.addEventListener('message', this.onMessage);
     worker.addEventListener('error', this.onError);
     try {
-      this.portals = parent.connect(
+      this.portals = connectParentSide(
+        parent,
         transport,
-        parent.isBroker ? { portals: connection.portals } : {
-          portals: connection.portals,
-          shareBroker: true,
-        },
+        connection.portals,
       );
     } catch (thrown) {
       // The worker would wait forever for a parent that never connected.
@@ -430,7 +393,7 @@ export function connectToParent(
 }
 
 function connectNode(
-  connection: ParentConnection,
+  connection: WebParentConnection,
   options: WebConnectToParentOptions,
 ): WebParentLink {
   const canAllocate = connection.canAllocate && options.canAllocate !== false;
@@ -442,35 +405,16 @@ function connectNode(
     driver,
     label: options.label ?? connection.label ?? 'worker',
   });
-  const portals = node.connect(wrapWebPort(connection.port), {
-    portals: checkPortalCount('connection.portals', connection.portals),
-    toBroker: connection.parentIsBroker,
-    inheritBroker: !connection.parentIsBroker,
-    allocationDelegate: connection.allocationDelegate,
-  });
+  const link = connectWorkerSide(
+    node,
+    wrapWebPort(connection.port),
+    checkPortalCount('connection.portals', connection.portals),
+    connection,
+  );
   return {
     node,
-    portals,
+    portals: link.portals,
     workerData: connection.workerData,
-    delegateReady: connection.allocationDelegate
-      ? waitForDelegate(node)
-      : Promise.resolve(),
+    delegateReady: link.delegateReady,
   };
-}
-
-function waitForDelegate(node: Node): Promise<void> {
-  const ready = firstValueFrom(
-    node.allocationDelegate$.pipe(filter((name) => name !== null)),
-  ).then(
-    () => undefined,
-    () => {
-      throw new IpczError(
-        'UNAVAILABLE',
-        `node ${node.label} closed before its allocation delegate connected`,
-      );
-    },
-  );
-  // A caller that never awaits it must not see an unhandled rejection.
-  ready.catch(() => undefined);
-  return ready;
 }

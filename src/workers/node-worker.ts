@@ -16,7 +16,6 @@ import {
   type ResourceLimits,
   type Worker,
 } from 'node:worker_threads';
-import { filter, firstValueFrom } from 'rxjs';
 import {
   WORKER_THREADS_FAMILY,
   WorkerTransport,
@@ -24,9 +23,16 @@ import {
   wrapPort,
 } from '../drivers/worker-threads';
 import { IpczError } from '../errors';
-import { MAX_INITIAL_PORTALS } from '../link/node-link-memory';
 import { Node } from '../node/node';
 import type { Portal } from '../router/portal';
+import {
+  checkParent,
+  checkPortalCount,
+  connectParentSide,
+  connectWorkerSide,
+  describeParentConnection,
+  type ParentConnection,
+} from './parent-connection';
 import { startWorker, toScriptUrl } from './worker-bootstrap';
 
 /** Options of `startNodeWorker`. */
@@ -71,54 +77,10 @@ export interface NodeWorker {
   readonly error: unknown;
 }
 
-/** Connection parameters a worker reads from `workerData`. */
-interface ParentConnection {
-  port: MessagePort;
-  portals: number;
-  /** Whether the parent is a broker; otherwise it shares its broker. */
-  parentIsBroker: boolean;
-  allocationDelegate: boolean;
-  canAllocate: boolean;
-  label: string | undefined;
-}
-
 /** The `workerData` of a node worker: the connection and the caller's. */
 interface NodeWorkerData {
-  ipczRxParent: ParentConnection;
+  ipczRxParent: ParentConnection<MessagePort>;
   application: unknown;
-}
-
-const DEFAULT_PORTALS = 1;
-
-function checkPortalCount(name: string, value: unknown): number {
-  if (value === undefined) return DEFAULT_PORTALS;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new IpczError(
-      'INVALID_ARGUMENT',
-      `${name} must be a positive integer, got ${String(value)}`,
-    );
-  }
-  if (value > MAX_INITIAL_PORTALS) {
-    throw new IpczError(
-      'OUT_OF_RANGE',
-      `${name} is ${value}; at most ${MAX_INITIAL_PORTALS} initial portals ` +
-        'are supported',
-    );
-  }
-  return value;
-}
-
-function checkParent(parent: Node): void {
-  if (!(parent instanceof Node)) {
-    throw new IpczError('INVALID_ARGUMENT', 'parent must be a Node');
-  }
-  if (parent.driver.family !== WORKER_THREADS_FAMILY) {
-    throw new IpczError(
-      'INVALID_ARGUMENT',
-      `parent node ${parent.label} uses a ${parent.driver.family} driver; ` +
-        'node workers need one made by createWorkerDriver()',
-    );
-  }
 }
 
 /**
@@ -141,7 +103,11 @@ export function startNodeWorker(
   script: string | URL,
   options: StartNodeWorkerOptions = {},
 ): NodeWorker {
-  checkParent(parent);
+  checkParent(
+    parent,
+    WORKER_THREADS_FAMILY,
+    'node workers need one made by createWorkerDriver()',
+  );
   const portals = checkPortalCount('options.portals', options.portals);
   const url = toScriptUrl(script);
   const [local, remote] = parent.driver.createTransports();
@@ -154,14 +120,7 @@ export function startNodeWorker(
   const port = remote.port;
   remote.markTransferred();
 
-  const connection: ParentConnection = {
-    port,
-    portals,
-    parentIsBroker: parent.isBroker,
-    allocationDelegate: options.allocationDelegate === true,
-    canAllocate: options.canAllocate ?? true,
-    label: options.label,
-  };
+  const connection = describeParentConnection(parent, port, portals, options);
   const data: NodeWorkerData = {
     ipczRxParent: connection,
     application: options.workerData,
@@ -189,10 +148,7 @@ export function startNodeWorker(
   });
   let parentPortals: Portal[];
   try {
-    parentPortals = parent.connect(
-      local,
-      parent.isBroker ? { portals } : { portals, shareBroker: true },
-    );
+    parentPortals = connectParentSide(parent, local, portals);
   } catch (thrown) {
     // The worker would wait forever for a parent that never connected.
     void worker.terminate();
@@ -243,7 +199,9 @@ export interface ParentLink {
   delegateReady: Promise<void>;
 }
 
-function readParentConnection(value: unknown): ParentConnection {
+function readParentConnection(
+  value: unknown,
+): ParentConnection<MessagePort> {
   const connection = (value as Partial<NodeWorkerData> | null | undefined)
     ?.ipczRxParent;
   if (
@@ -295,37 +253,13 @@ export function connectToParent(
   });
   const transport = wrapPort(connection.port);
   connected = true;
-  const nodePortals = node.connect(transport, {
-    portals,
-    toBroker: connection.parentIsBroker,
-    inheritBroker: !connection.parentIsBroker,
-    allocationDelegate: connection.allocationDelegate,
-  });
+  const link = connectWorkerSide(node, transport, portals, connection);
   return {
     node,
-    portals: nodePortals,
+    portals: link.portals,
     workerData: (rawWorkerData as NodeWorkerData).application,
-    delegateReady: connection.allocationDelegate
-      ? waitForDelegate(node)
-      : Promise.resolve(),
+    delegateReady: link.delegateReady,
   };
 }
 
 let connected = false;
-
-function waitForDelegate(node: Node): Promise<void> {
-  const ready = firstValueFrom(
-    node.allocationDelegate$.pipe(filter((name) => name !== null)),
-  ).then(
-    () => undefined,
-    () => {
-      throw new IpczError(
-        'UNAVAILABLE',
-        `node ${node.label} closed before its allocation delegate connected`,
-      );
-    },
-  );
-  // A caller that never awaits it must not see an unhandled rejection.
-  ready.catch(() => undefined);
-  return ready;
-}
