@@ -39,8 +39,19 @@ export abstract class PortDriverBase<
   /** The driver as error messages name it, such as 'the Web Worker driver'. */
   protected abstract readonly driverName: string;
 
-  /** Wraps a port that arrived as a serialized transport. */
-  protected abstract wrapReceivedPort(port: P): T;
+  /** Creates a MessageChannel of this driver's platform. */
+  protected abstract openChannel(): { port1: P; port2: P };
+
+  /** Wraps a new port, or one that arrived as a serialized transport. */
+  protected abstract createEndpoint(port: P): T;
+
+  createTransports(): [Transport, Transport] {
+    const channel = this.openChannel();
+    return [
+      this.createEndpoint(channel.port1),
+      this.createEndpoint(channel.port2),
+    ];
+  }
 
   protected toEndpoint(transport: Transport): T {
     if (!this.isEndpoint(transport)) {
@@ -123,7 +134,7 @@ export abstract class PortDriverBase<
     switch (type) {
       case ObjectType.transport:
         if (!isMessagePort<P>(handle)) return 'transport handle is not a port';
-        return this.wrapReceivedPort(handle);
+        return this.createEndpoint(handle);
       case ObjectType.memory:
         if (!isSharedArrayBuffer(handle)) {
           return 'memory handle is not a SharedArrayBuffer';

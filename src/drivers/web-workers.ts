@@ -369,14 +369,6 @@ class WebWorkerDriver extends PortDriverBase<
     };
   }
 
-  createTransports(): [Transport, Transport] {
-    const channel = new MessageChannel();
-    return [
-      new WebWorkerTransport(channel.port1),
-      new WebWorkerTransport(channel.port2),
-    ];
-  }
-
   activateTransport(
     transport: Transport,
     listener: TransportListener,
@@ -389,7 +381,11 @@ class WebWorkerDriver extends PortDriverBase<
     return object instanceof WebWorkerTransport;
   }
 
-  protected wrapReceivedPort(port: MessagePort): WebWorkerTransport {
+  protected openChannel(): MessageChannel {
+    return new MessageChannel();
+  }
+
+  protected createEndpoint(port: MessagePort): WebWorkerTransport {
     return new WebWorkerTransport(port);
   }
 }

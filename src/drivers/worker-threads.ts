@@ -209,14 +209,6 @@ class WorkerDriver extends PortDriverBase<MessagePort, WorkerTransport> {
     super(options.canAllocate ?? true);
   }
 
-  createTransports(): [Transport, Transport] {
-    const channel = new MessageChannel();
-    return [
-      new WorkerTransport(channel.port1),
-      new WorkerTransport(channel.port2),
-    ];
-  }
-
   activateTransport(
     transport: Transport,
     listener: TransportListener,
@@ -229,7 +221,11 @@ class WorkerDriver extends PortDriverBase<MessagePort, WorkerTransport> {
     return object instanceof WorkerTransport;
   }
 
-  protected wrapReceivedPort(port: MessagePort): WorkerTransport {
+  protected openChannel(): MessageChannel {
+    return new MessageChannel();
+  }
+
+  protected createEndpoint(port: MessagePort): WorkerTransport {
     return new WorkerTransport(port);
   }
 }
