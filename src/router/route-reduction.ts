@@ -234,10 +234,14 @@ export function acceptBypassPeerWithLink(
   m: MessageOf<'BypassPeerWithLink'>,
 ): Rejection {
   const binding = bindingOf(link, m.sublink);
-  if (binding === undefined) return null;
-  const t = binding.router;
-  if (t.outward !== binding) {
-    return 'BypassPeerWithLink arrived on a link that is not outward';
+  const t = binding?.router;
+  if (t === undefined || t.outward !== binding) {
+    // The route closed meanwhile: drop the reference the offer carried,
+    // or the state's block would never be freed.
+    releaseOfferedState(link, m.newLinkStateFragment);
+    return binding === undefined
+      ? null
+      : 'BypassPeerWithLink arrived on a link that is not outward';
   }
   const state = adoptState(link, m.newLinkStateFragment);
   if (typeof state === 'string') return state;
@@ -403,11 +407,16 @@ export function acceptBypassLink(
   context: ReductionContext,
 ): Rejection {
   const toX = context.getLink(m.currentPeerNode);
-  if (toX === undefined) return null;
-  const binding = bindingOf(toX, m.currentPeerSublink);
-  if (binding === undefined) return null;
+  const binding =
+    toX === undefined ? undefined : bindingOf(toX, m.currentPeerSublink);
+  if (toX === undefined || binding === undefined) {
+    // The route closed meanwhile; free the offered state's reference.
+    releaseOfferedState(link, m.newLinkStateFragment);
+    return null;
+  }
   const p = binding.router;
   if (p.outward !== binding || binding.type !== 'central') {
+    releaseOfferedState(link, m.newLinkStateFragment);
     return 'AcceptBypassLink names a link that is not central';
   }
   if (toX !== link && !binding.canNodeRequestBypass(link.remoteName)) {
@@ -535,6 +544,25 @@ function adoptState(
   }
   const ref = link.memory.adoptFragmentRef(fragment);
   return { state: new RouterLinkState(fragment.bytes), ref };
+}
+
+/**
+ * Drops the reference to a RouterLinkState that a bypass offer handed
+ * over, when the offer is not taken.
+ */
+function releaseOfferedState(
+  link: NodeLink,
+  descriptor: FragmentDescriptor,
+): void {
+  const state = adoptState(link, descriptor);
+  if (state === null) {
+    waitForStateBuffer(link, descriptor, () => {
+      releaseOfferedState(link, descriptor);
+      return null;
+    });
+    return;
+  }
+  if (typeof state !== 'string') state.ref.release();
 }
 
 function waitForStateBuffer(
