@@ -10,7 +10,7 @@
  * for N = 0 to 8. With N = 2 the merged pair's bridge bypass locks only
  * its link toward P but starts decaying its link toward T too. The proxy
  * at the far end of that second link (on the broker) locks it for its
- * own bypass, so node B's AcceptBypassLink reaches A for a link that is
+ * own bypass. Node B's AcceptBypassLink then reaches A for a link that is
  * already decaying, and A drops its link to B as a protocol violation.
  *
  * Usage: npx tsx soak/merge-bypass-repro.ts. It prints one line per N

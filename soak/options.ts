@@ -8,7 +8,7 @@ export interface SoakOptions {
   seed: number;
   /** Largest allowed growth of the summed heaps, in MiB. */
   maxHeapGrowthMib: number;
-  /** Longest wait between sending merge peers away and merging, in ms. */
+  /** Maximum wait between sending merge peers away and merging, in ms. */
   mergeDelayMs: number;
 }
 

@@ -139,7 +139,7 @@ export interface WorkerReport extends WorkerStatus {
 export interface SoakWorkerData {
   index: number;
   seed: number;
-  /** Longest wait before a merge, in ms; see `--merge-delay`. */
+  /** Maximum wait before a merge, in ms (`--merge-delay`). */
   mergeDelayMs: number;
 }
 

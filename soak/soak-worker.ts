@@ -97,7 +97,7 @@ function newState(route: string, side: Side, kind: RouteKind): EndState {
 export interface SoakWorkerOptions {
   index: number;
   seed: number;
-  /** Longest wait between sending merge peers away and merging, in ms. */
+  /** Maximum wait between sending merge peers away and merging, in ms. */
   mergeDelayMs: number;
   /** Resolves once shared memory allocation works on this node. */
   allocationReady: Promise<void>;
