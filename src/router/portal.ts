@@ -160,8 +160,8 @@ export class Portal {
     if (this.router.isPeerClosed) {
       throw new IpczError('NOT_FOUND', 'the portal\'s peer is closed');
     }
+    const data = allocateBuffer(capacity);
     this.pendingPut = true;
-    const data = new Uint8Array(capacity);
     let done = false;
     const finish = () => {
       done = true;
@@ -590,6 +590,26 @@ function checkSendablePortal(
     throw new IpczError(
       'FAILED_PRECONDITION',
       `handles[${index}] has a pending two-phase put or get`,
+    );
+  }
+}
+
+/** Largest two-phase put buffer: 1 GiB, as the drivers' memory limit. */
+export const MAX_PUT_CAPACITY = 1024 * 1024 * 1024;
+
+function allocateBuffer(capacity: number): Uint8Array {
+  if (capacity > MAX_PUT_CAPACITY) {
+    throw new IpczError(
+      'RESOURCE_EXHAUSTED',
+      `capacity ${capacity} is over the limit of ${MAX_PUT_CAPACITY} bytes`,
+    );
+  }
+  try {
+    return new Uint8Array(capacity);
+  } catch (error) {
+    throw new IpczError(
+      'RESOURCE_EXHAUSTED',
+      `failed to allocate ${capacity} bytes: ${String(error)}`,
     );
   }
 }

@@ -29,6 +29,21 @@ export interface StatusChange {
   status: PortalStatus;
 }
 
+/** Returns a reason when a peer has queued too much behind a gap. */
+function checkWaiting(queue: SequencedQueue<Parcel>): RouterRejection {
+  if (
+    queue.waitingCount <= MAX_WAITING_PARCELS &&
+    queue.waitingByteCount <= MAX_WAITING_BYTES
+  ) {
+    return null;
+  }
+  return (
+    `${queue.waitingCount} parcels (${queue.waitingByteCount} bytes) wait ` +
+    `behind sequence number ${queue.currentSequenceLength}, over the ` +
+    `limit of ${MAX_WAITING_PARCELS} parcels or ${MAX_WAITING_BYTES} bytes`
+  );
+}
+
 /**
  * A status change whose status is computed when first read: most
  * subscribers (parcels$) only need the reason, and computing the status
@@ -67,6 +82,15 @@ export interface RouterRegistry {
  * node link the message came over.
  */
 export type RouterRejection = string | null;
+
+/**
+ * Most a peer may queue at a router behind a sequence gap, in parcels and
+ * bytes. Honest peers leave gaps only while a route switches links, for
+ * as many parcels as were in flight; a peer that never fills a gap would
+ * otherwise make this node hold its parcels without bound.
+ */
+export const MAX_WAITING_PARCELS = 100_000;
+export const MAX_WAITING_BYTES = 256 * 1024 * 1024;
 
 function isOutwardType(link: RouterLink): boolean {
   return link.type === 'central' || link.type === 'peripheral-outward';
@@ -305,6 +329,8 @@ export class Router {
       parcel.closeObjects();
       return `outbound parcel ${parcel.sequenceNumber} is out of sequence`;
     }
+    const overflow = checkWaiting(this.outbound);
+    if (overflow !== null) return overflow;
     this.flush();
     return null;
   }
@@ -475,6 +501,8 @@ export class Router {
       parcel.closeObjects();
       return `inbound parcel ${parcel.sequenceNumber} is out of sequence`;
     }
+    const overflow = checkWaiting(this.inbound);
+    if (overflow !== null) return overflow;
     if (this.isTerminal) {
       // Decaying links finish on counts of received parcels.
       if (!this.outwardEdge.isStable) this.flush();

@@ -57,6 +57,16 @@ export class SequencedQueue<T extends Sized> {
     return this.availableBytes;
   }
 
+  /** Elements queued behind a gap: they cannot leave until it fills. */
+  get waitingCount(): number {
+    return this.entries.size - this.available;
+  }
+
+  /** Sum of `byteLength` over the elements queued behind a gap. */
+  get waitingByteCount(): number {
+    return this.queuedBytes - this.availableBytes;
+  }
+
   /** Sum of `byteLength` over every queued element, ready or not. */
   get queuedByteCount(): number {
     return this.queuedBytes;

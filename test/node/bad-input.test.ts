@@ -177,6 +177,34 @@ test('broker that cannot allocate fails connect at once', () => {
   broker.close();
 });
 
+test('parcels held behind a gap are bounded', () => {
+  const env = setUp();
+  handshake(env.driver, env.victim);
+  const reasons: string[] = [];
+  env.broker.badMessages$.subscribe((event) => reasons.push(event.reason));
+  // Sequence number 0 never comes, so every parcel waits behind it.
+  const data = new Uint8Array(1024 * 1024);
+  for (let i = 1; i <= 300 && reasons.length === 0; i++) {
+    const encoded = encodeMessage({
+      type: 'AcceptParcel',
+      sublink: 0n,
+      sequenceNumber: BigInt(i),
+      parcelData: data,
+      parcelFragment: { bufferId: 0xffff_ffff_ffff_ffffn, offset: 0, size: 0 },
+      handleTypes: [],
+      newRouters: [],
+      driverObjects: [],
+    });
+    env.driver.transmit(env.victim, encoded.data, []);
+  }
+  assert.is(reasons.length, 1, 'the link was dropped');
+  assert.match(reasons[0], 'wait behind sequence number 0');
+  assert.is(env.brokerToVictim.status().peerClosed, true);
+  checkOtherLinkWorks(env.broker, env);
+  env.broker.close();
+  env.good.close();
+});
+
 test('random mutations never escape', () => {
   const seed = Number(process.env.FUZZ_SEED ?? 20261204);
   const next = random(seed);

@@ -126,4 +126,11 @@ test('put limits reject past max parcels', () => {
   assert.is(a.status().remoteParcels, 2);
 });
 
+test('beginPut over the limit leaves no pending put', () => {
+  const [a] = openPortalPair(null);
+  assert.is(codeOf(() => a.beginPut(2 ** 40)), 'RESOURCE_EXHAUSTED');
+  const put = a.beginPut(4);
+  put.abort();
+});
+
 test.run();
