@@ -3,7 +3,7 @@ import type { FragmentRef } from '../link/fragment';
 import type { NodeLink } from '../link/node-link';
 import { RouterLinkState } from '../link/router-link-state';
 import type { FragmentDescriptor, MessageOf } from '../wire/messages';
-import type { NodeName } from '../wire/node-name';
+import { NodeName } from '../wire/node-name';
 import { LocalRouterLink } from './local-router-link';
 import { RemoteRouterLink } from './remote-router-link';
 import type { RouteEdge } from './route-edge';
@@ -81,7 +81,17 @@ function startBridgeBypass(a: Router): void {
   const peerA = linkA.localPeer();
   const peerB = linkB.localPeer();
 
+  // The lock's source name matters only to a remote peer checking a
+  // bypass request; a node without a name yet locks with the null name.
+  const localName = a.registry?.name ?? NodeName.invalid;
   if (peerA !== null && peerB !== null) {
+    // Both links are locked so that neither far end can be starting a
+    // bypass of its own while the two are joined.
+    if (!linkA.tryLockForBypass(localName)) return;
+    if (!linkB.tryLockForBypass(localName)) {
+      linkA.unlock();
+      return;
+    }
     joinLocalPeers(a, b, peerA, peerB);
     return;
   }
@@ -90,15 +100,25 @@ function startBridgeBypass(a: Router): void {
   const pLink = towardP.outward as RouterLink;
   const tLink = towardT.outward;
   if (!(tLink instanceof RemoteRouterLink)) return;
+  // The link toward T decays too, so it is locked first: otherwise the
+  // router at its far end could start a bypass of its own through it.
+  if (!tLink.tryLockForBypass(localName)) return;
   const localP = pLink.localPeer();
   if (localP !== null) {
     if (bypassWithLocalPeer(towardT, localP, tLink, pLink, towardP)) {
       a.bridgeBypassStarted = b.bridgeBypassStarted = true;
+    } else {
+      tLink.unlock();
     }
     return;
   }
-  if (!(pLink instanceof RemoteRouterLink)) return;
-  if (!pLink.tryLockForBypass(tLink.remoteNodeName)) return;
+  if (
+    !(pLink instanceof RemoteRouterLink) ||
+    !pLink.tryLockForBypass(tLink.remoteNodeName)
+  ) {
+    tLink.unlock();
+    return;
+  }
   a.bridgeBypassStarted = b.bridgeBypassStarted = true;
   a.bypassInProgress = b.bypassInProgress = true;
   towardP.outwardEdge.startDecay();
