@@ -40,10 +40,7 @@ function lastLine(text: string): string {
 }
 
 test('soak runs 5 s cleanly', async () => {
-  // NOTE: delayed merges (the default --merge-delay) hit a route reduction
-  // race that drops node links within seconds; soak/merge-bypass-repro.ts
-  // reproduces it. Drop the flag once that race is fixed.
-  const args = ['--seconds', '5', '--seed', '3', '--merge-delay', '0'];
+  const args = ['--seconds', '5', '--seed', '3'];
   const result = await runSoak(args, RUN_TIMEOUT_MS);
   const output = `${result.stdout}\n${result.stderr}`;
   const last = lastLine(result.stdout);
