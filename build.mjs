@@ -22,15 +22,22 @@ const shared = {
   logLevel: 'warning',
 };
 
-await build({ ...shared, format: 'esm', outfile: `${root}dist/index.js` });
-await build({ ...shared, format: 'cjs', outfile: `${root}dist/index.cjs` });
+// One ESM build of both entries with code splitting, so the main entry
+// and the worker helpers share one copy of every class (Node, Portal,
+// IpczError) instead of two that `instanceof` tells apart.
 await build({
   ...shared,
-  entryPoints: [`${root}src/workers/index.ts`],
-  platform: 'node',
+  entryPoints: {
+    index: `${root}src/index.ts`,
+    workers: `${root}src/workers/index.ts`,
+  },
+  external: [...shared.external, 'node:*'],
   format: 'esm',
-  outfile: `${root}dist/workers.js`,
+  splitting: true,
+  outdir: `${root}dist`,
+  chunkNames: 'chunks/[name]-[hash]',
 });
+await build({ ...shared, format: 'cjs', outfile: `${root}dist/index.cjs` });
 
 execFileSync(
   process.execPath,

@@ -85,5 +85,17 @@ export function createNode(options: NodeOptions): Node {
       'options.driver must be a driver such as drivers.sync()',
     );
   }
+  if (options.broker !== undefined && typeof options.broker !== 'boolean') {
+    throw new IpczError(
+      'INVALID_ARGUMENT',
+      `options.broker must be a boolean, got ${String(options.broker)}`,
+    );
+  }
+  if (options.label !== undefined && typeof options.label !== 'string') {
+    throw new IpczError(
+      'INVALID_ARGUMENT',
+      `options.label must be a string, got ${String(options.label)}`,
+    );
+  }
   return new Node(options);
 }

@@ -318,6 +318,20 @@ export function checkConnectOptions(
     throw new IpczError('INVALID_ARGUMENT', 'connect options are required');
   }
   const { portals, toBroker, inheritBroker, shareBroker } = options;
+  for (const flag of [
+    'toBroker',
+    'inheritBroker',
+    'shareBroker',
+    'allocationDelegate',
+  ] as const) {
+    const value = options[flag];
+    if (value !== undefined && typeof value !== 'boolean') {
+      throw new IpczError(
+        'INVALID_ARGUMENT',
+        `options.${flag} must be a boolean, got ${String(value)}`,
+      );
+    }
+  }
   if (!Number.isSafeInteger(portals) || portals < 1) {
     throw new IpczError(
       'INVALID_ARGUMENT',

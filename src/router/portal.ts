@@ -331,6 +331,7 @@ export class Portal {
    * the portal closes or is sent away.
    */
   trap(conditions: TrapConditions): Observable<TrapEvent> {
+    this.requireOpen('trap');
     checkTrapConditions(conditions);
     const watchesRemote =
       conditions.belowMaxRemoteParcels !== undefined ||
@@ -505,6 +506,7 @@ export class Portal {
 
   private checkLimits(byteLength: number, limits: PutLimits | undefined) {
     if (limits === undefined) return;
+    checkPutLimits(limits);
     // The status counts parcels still queued here as well as those sent.
     const status = this.router.status();
     const queuedParcels = status.remoteParcels;
@@ -635,9 +637,53 @@ const countConditions = [
   'belowMaxRemoteBytes',
 ] as const;
 
+const trapConditionNames = new Set([
+  'peerClosed',
+  'dead',
+  'aboveMinLocalParcels',
+  'aboveMinLocalBytes',
+  'belowMaxRemoteParcels',
+  'belowMaxRemoteBytes',
+  'newLocalParcel',
+  'consumedRemoteParcel',
+]);
+
+function checkPutLimits(limits: PutLimits): void {
+  if (typeof limits !== 'object' || limits === null) {
+    throw new IpczError(
+      'INVALID_ARGUMENT',
+      `options.limits must be an object, got ${String(limits)}`,
+    );
+  }
+  for (const key of ['maxQueuedParcels', 'maxQueuedBytes'] as const) {
+    const value = limits[key];
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
+      throw new IpczError(
+        'INVALID_ARGUMENT',
+        `options.limits.${key} must be a non-negative integer, got ` +
+          String(value),
+      );
+    }
+  }
+}
+
 function checkTrapConditions(conditions: TrapConditions): void {
   if (typeof conditions !== 'object' || conditions === null) {
     throw new IpczError('INVALID_ARGUMENT', 'trap conditions must be an object');
+  }
+  const names = Object.keys(conditions);
+  const unknown = names.find((name) => !trapConditionNames.has(name));
+  if (unknown !== undefined) {
+    throw new IpczError(
+      'INVALID_ARGUMENT',
+      `unknown trap condition ${JSON.stringify(unknown)}`,
+    );
+  }
+  if (names.every((name) => !conditions[name as keyof TrapConditions])) {
+    throw new IpczError(
+      'INVALID_ARGUMENT',
+      'trap conditions must name at least one condition',
+    );
   }
   for (const key of countConditions) {
     const value = conditions[key];

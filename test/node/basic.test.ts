@@ -54,4 +54,29 @@ test('limits and status agree before the handshake', () => {
   client.close();
 });
 
+test('createNode and connect check option types', () => {
+  const driver = drivers.sync();
+  const codeOf = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (error) {
+      return (error as { code?: string }).code;
+    }
+    return undefined;
+  };
+  const yes = 'yes' as unknown as boolean;
+  assert.is(codeOf(() => createNode({ driver, broker: yes })), 'INVALID_ARGUMENT');
+  const node = createNode({ driver });
+  const [t] = driver.createTransports();
+  assert.is(
+    codeOf(() => node.connect(t, { portals: 1, toBroker: yes })),
+    'INVALID_ARGUMENT',
+  );
+  assert.is(
+    codeOf(() => node.connect(t, { portals: 13, toBroker: true })),
+    'OUT_OF_RANGE',
+  );
+  node.close();
+});
+
 test.run();

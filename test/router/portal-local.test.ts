@@ -133,4 +133,26 @@ test('beginPut over the limit leaves no pending put', () => {
   put.abort();
 });
 
+test('trap and limit misuse is rejected', () => {
+  const [a] = openPortalPair(null);
+  const bad: unknown[] = [{}, { bogus: true }, { peerClosed: false }];
+  for (const conditions of bad) {
+    assert.is(
+      codeOf(() => a.trap(conditions as object)),
+      'INVALID_ARGUMENT',
+      JSON.stringify(conditions),
+    );
+  }
+  const limits: unknown[] = [5, { maxQueuedParcels: -1 }, { maxQueuedBytes: NaN }];
+  for (const value of limits) {
+    assert.is(
+      codeOf(() => a.put('x', [], { limits: value as object })),
+      'INVALID_ARGUMENT',
+      String(value),
+    );
+  }
+  a.close();
+  assert.is(codeOf(() => a.trap({ peerClosed: true })), 'INVALID_ARGUMENT');
+});
+
 test.run();
