@@ -19,6 +19,8 @@
  * Usage: npm run bench -- [--json PATH] [--quick]
  */
 
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { firstValueFrom, from, timeout } from 'rxjs';
 import { createNode, type Parcel, type Portal } from '../src/index';
@@ -74,16 +76,31 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     const arg = argv[i]!;
     if (arg === '--json') i++;
     else if (!known.has(arg) && !arg.startsWith('--json=')) {
-      throw new Error(`unknown option ${arg}; see --help`);
+      throw new UsageError(`unknown option ${arg}; see --help`);
     }
   }
-  return { jsonPath: parseJsonPath(argv), quick: argv.includes('--quick') };
+  let jsonPath: string | undefined;
+  try {
+    jsonPath = parseJsonPath(argv);
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  // A path that cannot be written fails now, not after the whole run.
+  if (jsonPath !== undefined && !existsSync(dirname(resolve(jsonPath)))) {
+    throw new UsageError(
+      `--json: the folder of ${jsonPath} does not exist`,
+    );
+  }
+  return { jsonPath, quick: argv.includes('--quick') };
 }
 
 /**
  * Sends commands to the client worker and reads its replies: JSON
  * results, and the route end that `open-proxied` sends before its result.
  */
+/** A bad command line: printed as one line, exit code 2. */
+class UsageError extends Error {}
+
 class ClientControl {
   private readonly queued: Parcel[] = [];
   private waiting: ((parcel: Parcel) => void) | null = null;
@@ -351,36 +368,42 @@ runs (0 once route reduction bypassed the moved portal): ${brokerProxies}.
 `);
   console.log(
     formatTable(
-      ['ratio (direct link, reused region)', 'value', 'target'],
+      ['ratio (direct link, reused region)', 'value', 'target', 'met'],
       [
         [
           'round trip / MessagePort (lower is better)',
           ratios.roundTripVsMessagePort.toFixed(2),
           '<= 1.5',
+          ratios.roundTripVsMessagePort <= 1.5 ? 'yes' : 'NO',
         ],
         [
           'throughput / MessagePort (higher is better)',
           ratios.throughputVsMessagePort.toFixed(2),
           '>= 1.0',
+          ratios.throughputVsMessagePort >= 1.0 ? 'yes' : 'NO',
         ],
         [
           '16 MiB bandwidth / copy (higher is better)',
           ratios.bandwidth16MiBVsCopy.toFixed(2),
           '>= 0.25',
+          ratios.bandwidth16MiBVsCopy >= 0.25 ? 'yes' : 'NO',
         ],
         [
           'proxied round trip / MessagePort',
           ratios.proxiedRoundTripVsMessagePort.toFixed(2),
+          '-',
           '-',
         ],
         [
           'proxied throughput / MessagePort',
           ratios.proxiedThroughputVsMessagePort.toFixed(2),
           '-',
+          '-',
         ],
         [
           'fresh-region 16 MiB bandwidth / copy',
           ratios.freshRegionBandwidth16MiBVsCopy.toFixed(2),
+          '-',
           '-',
         ],
       ],
@@ -405,5 +428,5 @@ runs (0 once route reduction bypassed the moved portal): ${brokerProxies}.
 
 main().catch((error: unknown) => {
   console.error(error instanceof Error ? error.message : error);
-  process.exitCode = 1;
+  process.exitCode = error instanceof UsageError ? 2 : 1;
 });

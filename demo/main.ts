@@ -36,7 +36,9 @@ Runs a broker on the main thread and worker nodes on worker threads,
 streams parcels and shared memory over their routes and prints a report.
 
   --workers N     worker nodes, 2 to 8 (default 3); the first is sandboxed
-  --parcels N     small parcels per direction on each route (default 2000)
+  --parcels N     small parcels per direction on each route (default
+                  2000); the report's counts also include 200 round-trip
+                  probes and the shared memory regions
   --payload SIZE  bytes in each shared memory region, e.g. 4194304, 512K
                   or 4M (default 4M)
   --regions N     shared memory regions per direction on each route

@@ -41,13 +41,22 @@ export function isTypeScriptUrl(url: URL): boolean {
  */
 function typeScriptEntrySource(script: URL): string {
   let tsxApi: string;
+  const where = `cannot start TypeScript worker ${fileURLToPath(script)}`;
+  if (typeof import.meta.resolve !== 'function') {
+    // Code compiled to CommonJS has no import.meta.resolve.
+    throw new IpczError(
+      'FAILED_PRECONDITION',
+      `${where}: TypeScript workers need ES modules ("type": "module" in ` +
+        'package.json); otherwise pass a compiled .js script',
+    );
+  }
   try {
     tsxApi = import.meta.resolve('tsx/esm/api');
   } catch (error) {
     throw new IpczError(
       'FAILED_PRECONDITION',
-      `cannot start TypeScript worker ${fileURLToPath(script)}: tsx is not ` +
-        `installed (${String(error)}); install tsx or pass a .js script`,
+      `${where}: tsx was not found (${String(error)}); install tsx or ` +
+        'pass a compiled .js script',
     );
   }
   return [
