@@ -679,7 +679,9 @@ function checkTrapConditions(conditions: TrapConditions): void {
       `unknown trap condition ${JSON.stringify(unknown)}`,
     );
   }
-  if (names.every((name) => !conditions[name as keyof TrapConditions])) {
+  // A count of 0 names a condition, so only undefined and false do not.
+  const unset = (value: unknown) => value === undefined || value === false;
+  if (names.every((name) => unset(conditions[name as keyof TrapConditions]))) {
     throw new IpczError(
       'INVALID_ARGUMENT',
       'trap conditions must name at least one condition',
