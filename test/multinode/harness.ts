@@ -563,7 +563,12 @@ interface WorkerEnd {
   port: MessageChannel['port2'];
 }
 
-async function runScenario(
+/**
+ * Runs one scenario in one mode and tears it down, as a registered
+ * scenario runs under uvu. Exported for tests of the harness itself,
+ * which check how a scenario fails.
+ */
+export async function runScenario(
   name: string,
   mode: DriverMode,
   body: MainBody,
