@@ -16,6 +16,7 @@ import {
   waitForDead,
   waitForPeerClosed,
   waitToGet,
+  WAIT_TIMEOUT_MS,
   WORKER_MODES,
   type DriverMode,
   type MainBody,
@@ -160,7 +161,10 @@ function runHeartbeat(mode: DriverMode, fail: boolean) {
     counter = counterOf(memory);
     const [referrer] = t.spawn('referHeartbeat');
     referrer!.put('memory', [t.node.box(memory)]);
+    // Bounded, so the loop ends even when the scenario failed without it.
+    const deadline = Date.now() + WAIT_TIMEOUT_MS;
     while (Atomics.load(counter, 0) < HEARTBEATS_BEFORE_TEARDOWN) {
+      if (Date.now() > deadline) throw new Error('timed out waiting for beats');
       await sleep(HEARTBEAT_MS);
     }
     if (fail) throw new Error('deliberate failure of the main body');
