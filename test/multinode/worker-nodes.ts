@@ -19,17 +19,18 @@ import {
 import { ReplaySubject, type Observable } from 'rxjs';
 import type { BadMessage, ConnectOptions, Node } from '../../src/index';
 import { startWorker } from '../../src/workers/worker-bootstrap';
+import type { NodeBodyReference } from './harness';
 
 /** The worker entry that runs one node body. */
 const LAUNCHER_URL = new URL('./worker-launcher.ts', import.meta.url);
 
-/** Everything a node worker needs, passed in `workerData`. */
-export interface NodeWorkerSpec {
-  /** URL of the scenario module that registers the node body. */
-  moduleUrl: string;
+/**
+ * Everything a node worker needs, passed in `workerData`. `moduleUrl` is
+ * the scenario module that registers the node body `bodyName`.
+ */
+export interface NodeWorkerSpec extends NodeBodyReference {
   /** The scenario, as `Suite.Name/mode`, for messages. */
   scenario: string;
-  bodyName: string;
   /** The driver mode, as the harness names it. */
   mode: string;
   label: string;
