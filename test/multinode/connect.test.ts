@@ -126,9 +126,9 @@ export const nodes = {
 const multinodeTest = multinodeSuite('ConnectTest', import.meta.url, nodes);
 
 /**
- * Options of scenarios that run in the in-process modes only; a comment
- * at each says why. Most read other nodes' objects through `t.nodes`,
- * which only the in-process modes have.
+ * Options of scenarios that run in the in-process modes only, with the
+ * reason in a comment at each. Most read other nodes' objects through
+ * `t.nodes`, which only the in-process modes have.
  */
 const IN_PROCESS_ONLY = { modes: IN_PROCESS_MODES };
 
