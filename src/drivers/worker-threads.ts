@@ -97,7 +97,25 @@ export class WorkerTransport extends PortTransport<MessagePort> {
     this.port.postMessage(packBatch(batch), transfer);
   }
 
+  /**
+   * Posts a close notice before closing. Node 20 does not emit 'close' on
+   * a port whose peer closed before it started listening, so without the
+   * notice a transport closed before its peer was activated would leave
+   * the peer waiting forever.
+   */
+  protected override announceClose(): void {
+    try {
+      this.port.postMessage(CLOSE_NOTICE);
+    } catch {
+      // The port is already unusable; the peer sees its 'close' event.
+    }
+  }
+
   private readonly onPortMessage = (payload: unknown): void => {
+    if (isCloseNotice(payload)) {
+      this.fail('peer transport closed');
+      return;
+    }
     const batch = checkBatch(payload);
     if (typeof batch === 'string') {
       if (isBatchShaped(payload)) closePortHandles(payload.handles);
@@ -130,6 +148,17 @@ export class WorkerTransport extends PortTransport<MessagePort> {
     this.port.off('close', this.onPortClose);
     this.port.off('messageerror', this.onPortMessageError);
   }
+}
+
+/** What a closing endpoint posts last. */
+const CLOSE_NOTICE = { ipczRxClose: true } as const;
+
+function isCloseNotice(value: unknown): boolean {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { ipczRxClose?: unknown }).ipczRxClose === true
+  );
 }
 
 function packBatch(messages: PortMessage[]): PortBatch {

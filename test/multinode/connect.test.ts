@@ -146,18 +146,12 @@ multinodeTest('SurplusPortals', async (t) => {
   for (const portal of portals) portal.close();
 });
 
-// TODO: runs in the in-process modes only, because the worker_threads
-// driver misses this disconnect. The broker closes its end before the
-// child's worker activates the other, and Node 20.20 emits no 'close'
-// on a MessagePort whose peer closed before it started listening.
-multinodeTest(
-  'DisconnectWithoutBrokerHandshake',
-  IN_PROCESS_ONLY,
-  async (t) => {
-    const transport = t.spawnWithTransport('expectDisconnect');
-    t.driver.closeTransport(transport);
-  },
-);
+// The broker closes its end before the child's worker activates the
+// other; the worker_threads driver's close notice must still reach it.
+multinodeTest('DisconnectWithoutBrokerHandshake', async (t) => {
+  const transport = t.spawnWithTransport('expectDisconnect');
+  t.driver.closeTransport(transport);
+});
 
 multinodeTest('DisconnectWithoutNonBrokerHandshake', async (t) => {
   const [client] = t.spawn('closeTransport', { raw: true });
