@@ -71,7 +71,10 @@ export const drivers = {
  */
 export function createNode(options: NodeOptions): Node {
   if (typeof options !== 'object' || options === null) {
-    throw new IpczError('INVALID_ARGUMENT', 'createNode needs an options object');
+    throw new IpczError(
+      'INVALID_ARGUMENT',
+      'createNode needs an options object',
+    );
   }
   const driver = options.driver as Partial<Driver> | undefined;
   if (

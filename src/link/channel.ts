@@ -33,7 +33,7 @@ export class Channel {
   private rejection: string | null = null;
   /** Decoded incoming messages, one at a time; hot, nothing is replayed. */
   readonly messages$: Observable<NodeMessage> = this.incoming.asObservable();
-  /** Emits once, when the channel ends, and replays that to late subscribers. */
+  /** Emits once when the channel ends; replays it to late subscribers. */
   readonly end$: Observable<ChannelEnd> = this.ended.asObservable();
 
   constructor(

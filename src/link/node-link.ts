@@ -131,7 +131,10 @@ export class NodeLink {
    * `memory` is null. Returns false, after rejecting the message, when
    * no request of that size was pending.
    */
-  private acceptProvidedMemory(size: number, memory: SharedMemory | null): boolean {
+  private acceptProvidedMemory(
+    size: number,
+    memory: SharedMemory | null,
+  ): boolean {
     if (memory === null) {
       return this.memoryRequests.fail(
         size,

@@ -97,7 +97,10 @@ export abstract class NodeConnector {
 
 function checkPortalCount(count: number): string | null {
   if (count < 1 || count > MAX_INITIAL_PORTALS) {
-    return `initial portal count ${count} is outside [1, ${MAX_INITIAL_PORTALS}]`;
+    return (
+      `initial portal count ${count} is outside ` +
+      `[1, ${MAX_INITIAL_PORTALS}]`
+    );
   }
   return null;
 }

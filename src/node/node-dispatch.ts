@@ -315,7 +315,9 @@ function relayMessage(
   if (!node.isBroker) return 'RelayMessage sent to a non-broker';
   const target = node.getLink(m.destination);
   if (target === undefined) {
-    for (const object of m.driverObjects) link.channel.driver.closeObject(object);
+    for (const object of m.driverObjects) {
+      link.channel.driver.closeObject(object);
+    }
     return null;
   }
   target.send({
@@ -345,7 +347,9 @@ function acceptRelayedMessage(
     return `${inner.type} may not be relayed`;
   }
   if (source === undefined) {
-    for (const object of m.driverObjects) link.channel.driver.closeObject(object);
+    for (const object of m.driverObjects) {
+      link.channel.driver.closeObject(object);
+    }
     return null;
   }
   const rejection = source.channel.deliver(inner);

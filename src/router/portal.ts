@@ -354,7 +354,10 @@ export class Portal {
             const levels = evaluateLevels(conditions, change.status);
             const fired = risingEdges(previous, levels);
             previous = levels;
-            if (change.reason === 'new-local-parcel' && conditions.newLocalParcel) {
+            if (
+              change.reason === 'new-local-parcel' &&
+              conditions.newLocalParcel
+            ) {
               fired.newLocalParcel = true;
             }
             if (
@@ -391,7 +394,10 @@ export class Portal {
       throw new IpczError('INVALID_ARGUMENT', 'other must be a Portal');
     }
     if (other === this) {
-      throw new IpczError('INVALID_ARGUMENT', 'cannot merge a portal with itself');
+      throw new IpczError(
+        'INVALID_ARGUMENT',
+        'cannot merge a portal with itself',
+      );
     }
     if (!other.isOpen) {
       throw new IpczError(
@@ -669,7 +675,10 @@ function checkPutLimits(limits: PutLimits): void {
 
 function checkTrapConditions(conditions: TrapConditions): void {
   if (typeof conditions !== 'object' || conditions === null) {
-    throw new IpczError('INVALID_ARGUMENT', 'trap conditions must be an object');
+    throw new IpczError(
+      'INVALID_ARGUMENT',
+      'trap conditions must be an object',
+    );
   }
   const names = Object.keys(conditions);
   const unknown = names.find((name) => !trapConditionNames.has(name));

@@ -66,7 +66,10 @@ export function readParcelFragment(
   if (fragment.isNull() || bytes === null) {
     return `parcel fragment in buffer ${descriptor.bufferId} is invalid`;
   }
-  if (bytes.byteOffset % 4 !== 0 || bytes.byteLength < PARCEL_FRAGMENT_HEADER_SIZE) {
+  if (
+    bytes.byteOffset % 4 !== 0 ||
+    bytes.byteLength < PARCEL_FRAGMENT_HEADER_SIZE
+  ) {
     return 'parcel fragment is misaligned or too small';
   }
   const header = new Int32Array(bytes.buffer, bytes.byteOffset, 2);

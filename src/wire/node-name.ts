@@ -14,7 +14,7 @@ export class NodeName {
 
   static readonly invalid = new NodeName(0n, 0n);
 
-  /** Builds a name from 16 bytes holding the little-endian high and low halves. */
+  /** Builds a name from 16 bytes: the high, then the low half (LE). */
   static fromBytes(bytes: Uint8Array): NodeName {
     const view = new DataView(bytes.buffer, bytes.byteOffset, 16);
     return new NodeName(view.getBigUint64(0, true), view.getBigUint64(8, true));
