@@ -1,4 +1,4 @@
-import { Observable, of, Subject, take, throwError } from 'rxjs';
+import { Observable, of, ReplaySubject, take, throwError } from 'rxjs';
 import { IpczError } from '../errors';
 import { Channel } from '../link/channel';
 import type { NodeLink } from '../link/node-link';
@@ -8,7 +8,7 @@ import type { Node } from './node';
 import { PROTOCOL_VERSION } from './node-connector';
 
 interface PendingIntroduction {
-  subject: Subject<NodeLink>;
+  subject: ReplaySubject<NodeLink>;
   /** Brokers asked that have not answered yet. */
   outstanding: number;
 }
@@ -58,7 +58,12 @@ export class Introductions {
           ),
       );
     }
-    const entry = { subject: new Subject<NodeLink>(), outstanding: 0 };
+    // A ReplaySubject, because under the sync driver the answer arrives
+    // inside send(), before the caller has subscribed.
+    const entry = {
+      subject: new ReplaySubject<NodeLink>(1),
+      outstanding: 0,
+    };
     this.pending.set(key, entry);
     for (const asker of askers) {
       entry.outstanding++;

@@ -54,6 +54,7 @@ export abstract class NodeConnector {
       if (end.badMessage) this.node.reportBadMessage(null, end.reason);
       this.fail(`connection failed: ${end.reason}`);
     });
+    this.node.trackHandshake(this.channel);
     this.sendFirstMessage();
     this.channel.activate();
   }

@@ -106,6 +106,8 @@ export class Node implements RouterRegistry, ReductionContext {
   private readonly maxRequestBytes: number;
   private readonly maxBytesPerLink: number;
   private closed = false;
+  /** Channels whose handshake has not finished; closed with the node. */
+  private readonly handshakes = new Set<Channel>();
 
   constructor(options: NodeOptions) {
     this.driver = options.driver;
@@ -216,6 +218,9 @@ export class Node implements RouterRegistry, ReductionContext {
     const links = [...this.links.values()];
     this.links.clear();
     for (const link of links) link.close('the node was closed');
+    for (const channel of [...this.handshakes]) {
+      channel.close('the node was closed');
+    }
     for (const router of [...this.routers]) {
       router.acceptRouteDisconnectedFrom(null);
     }
@@ -302,8 +307,22 @@ export class Node implements RouterRegistry, ReductionContext {
     return link;
   }
 
+  /**
+   * Keeps a channel whose handshake is running, so that closing the node
+   * closes it too; it is forgotten once it becomes a link or ends.
+   */
+  trackHandshake(channel: Channel): void {
+    this.handshakes.add(channel);
+    channel.end$.subscribe(() => this.handshakes.delete(channel));
+  }
+
   /** Registers a link and starts handling its messages. */
   addLink(link: NodeLink, roles: LinkRoles): void {
+    this.handshakes.delete(link.channel);
+    if (this.closed) {
+      link.close('the node was closed');
+      return;
+    }
     const key = link.remoteName.toString();
     const existing = this.links.get(key);
     if (existing !== undefined && existing.isActive) {

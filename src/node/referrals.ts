@@ -158,6 +158,7 @@ class ReferredBrokerHandshake {
         this.reject();
       }
     });
+    this.node.trackHandshake(this.channel);
     this.channel.activate();
   }
 

@@ -380,6 +380,13 @@ export class Router {
     }
     link?.deactivate();
 
+    // With every link gone nothing queued can leave. Closing what the
+    // parcels carry lets the peers of portals inside them see closure.
+    for (const parcel of this.outbound.drain()) parcel.closeObjects();
+    if (!this.isTerminal) {
+      for (const parcel of this.inbound.drain()) parcel.closeObjects();
+    }
+
     if (this.isTerminal && !this.closed) this.emit('peer-closed');
     this.flush();
   }
