@@ -3,39 +3,27 @@ import {
   Subject,
   concat,
   defer,
-  filter,
   map,
   of,
   takeUntil,
 } from 'rxjs';
 import { IpczError } from '../errors';
 import { Box } from './box';
+import {
+  checkTrapConditions,
+  watchTrap,
+  type TrapConditions,
+  type TrapEvent,
+} from './trap';
 import { Parcel as RouterParcel, type ParcelObject } from './parcel';
 import { LocalRouterLink } from './local-router-link';
 import { Router, type PortalStatus, type RouterRegistry } from './router';
 
 export type { PortalStatus } from './router';
+export type { TrapConditions, TrapEvent } from './trap';
 
 /** An object a parcel can carry besides bytes. */
 export type Handle = Portal | Box;
-
-/** Conditions a trap watches, as ipcz's IPCZ_TRAP_* flags. */
-export interface TrapConditions {
-  peerClosed?: boolean;
-  dead?: boolean;
-  aboveMinLocalParcels?: number;
-  aboveMinLocalBytes?: number;
-  belowMaxRemoteParcels?: number;
-  belowMaxRemoteBytes?: number;
-  newLocalParcel?: boolean;
-  consumedRemoteParcel?: boolean;
-}
-
-export interface TrapEvent {
-  /** The watched conditions that hold (or just happened) now. */
-  conditions: TrapConditions;
-  status: PortalStatus;
-}
 
 export interface PutLimits {
   maxQueuedParcels?: number;
@@ -333,51 +321,12 @@ export class Portal {
   trap(conditions: TrapConditions): Observable<TrapEvent> {
     this.requireOpen('trap');
     checkTrapConditions(conditions);
-    const watchesRemote =
-      conditions.belowMaxRemoteParcels !== undefined ||
-      conditions.belowMaxRemoteBytes !== undefined ||
-      conditions.consumedRemoteParcel === true;
-    return new Observable<TrapEvent>((subscriber) => {
-      if (!this.isOpen) {
-        subscriber.complete();
-        return;
-      }
-      if (watchesRemote) this.router.setRemoteMonitoring(true);
-      let previous = evaluateLevels(conditions, this.router.status());
-      if (Object.keys(previous).length > 0) {
-        subscriber.next({ conditions: previous, status: this.router.status() });
-      }
-      const subscription = this.router.statusChanges
-        .pipe(
-          takeUntil(this.released),
-          map((change) => {
-            const levels = evaluateLevels(conditions, change.status);
-            const fired = risingEdges(previous, levels);
-            previous = levels;
-            if (
-              change.reason === 'new-local-parcel' &&
-              conditions.newLocalParcel
-            ) {
-              fired.newLocalParcel = true;
-            }
-            if (
-              change.reason === 'remote-activity' &&
-              conditions.consumedRemoteParcel
-            ) {
-              fired.consumedRemoteParcel = true;
-            }
-            return { conditions: fired, status: change.status };
-          }),
-          filter((event) => Object.keys(event.conditions).length > 0),
-        )
-        .subscribe(subscriber);
-      return () => {
-        subscription.unsubscribe();
-        if (watchesRemote && this.isOpen) {
-          this.router.setRemoteMonitoring(false);
-        }
-      };
-    });
+    return watchTrap(
+      this.router,
+      this.released,
+      conditions,
+      () => this.isOpen,
+    );
   }
 
   /**
@@ -636,24 +585,6 @@ function toBytes(data: Uint8Array | string | undefined): Uint8Array {
   );
 }
 
-const countConditions = [
-  'aboveMinLocalParcels',
-  'aboveMinLocalBytes',
-  'belowMaxRemoteParcels',
-  'belowMaxRemoteBytes',
-] as const;
-
-const trapConditionNames = new Set([
-  'peerClosed',
-  'dead',
-  'aboveMinLocalParcels',
-  'aboveMinLocalBytes',
-  'belowMaxRemoteParcels',
-  'belowMaxRemoteBytes',
-  'newLocalParcel',
-  'consumedRemoteParcel',
-]);
-
 function checkPutLimits(limits: PutLimits): void {
   if (typeof limits !== 'object' || limits === null) {
     throw new IpczError(
@@ -671,89 +602,6 @@ function checkPutLimits(limits: PutLimits): void {
       );
     }
   }
-}
-
-function checkTrapConditions(conditions: TrapConditions): void {
-  if (typeof conditions !== 'object' || conditions === null) {
-    throw new IpczError(
-      'INVALID_ARGUMENT',
-      'trap conditions must be an object',
-    );
-  }
-  const names = Object.keys(conditions);
-  const unknown = names.find((name) => !trapConditionNames.has(name));
-  if (unknown !== undefined) {
-    throw new IpczError(
-      'INVALID_ARGUMENT',
-      `unknown trap condition ${JSON.stringify(unknown)}`,
-    );
-  }
-  // A count of 0 names a condition, so only undefined and false do not.
-  const unset = (value: unknown) => value === undefined || value === false;
-  if (names.every((name) => unset(conditions[name as keyof TrapConditions]))) {
-    throw new IpczError(
-      'INVALID_ARGUMENT',
-      'trap conditions must name at least one condition',
-    );
-  }
-  for (const key of countConditions) {
-    const value = conditions[key];
-    if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
-      throw new IpczError(
-        'INVALID_ARGUMENT',
-        `trap condition ${key} must be a non-negative integer, got ${value}`,
-      );
-    }
-  }
-}
-
-/** Returns the level-triggered conditions that hold for `status`. */
-function evaluateLevels(
-  conditions: TrapConditions,
-  status: PortalStatus,
-): TrapConditions {
-  const holds: TrapConditions = {};
-  if (conditions.peerClosed && status.peerClosed) holds.peerClosed = true;
-  if (conditions.dead && status.dead) holds.dead = true;
-  const { aboveMinLocalParcels, aboveMinLocalBytes } = conditions;
-  const { belowMaxRemoteParcels, belowMaxRemoteBytes } = conditions;
-  if (
-    aboveMinLocalParcels !== undefined &&
-    status.localParcels > aboveMinLocalParcels
-  ) {
-    holds.aboveMinLocalParcels = aboveMinLocalParcels;
-  }
-  if (
-    aboveMinLocalBytes !== undefined &&
-    status.localBytes > aboveMinLocalBytes
-  ) {
-    holds.aboveMinLocalBytes = aboveMinLocalBytes;
-  }
-  if (
-    belowMaxRemoteParcels !== undefined &&
-    status.remoteParcels < belowMaxRemoteParcels
-  ) {
-    holds.belowMaxRemoteParcels = belowMaxRemoteParcels;
-  }
-  if (
-    belowMaxRemoteBytes !== undefined &&
-    status.remoteBytes < belowMaxRemoteBytes
-  ) {
-    holds.belowMaxRemoteBytes = belowMaxRemoteBytes;
-  }
-  return holds;
-}
-
-/** Returns the conditions in `now` that did not hold in `before`. */
-function risingEdges(
-  before: TrapConditions,
-  now: TrapConditions,
-): TrapConditions {
-  const fired: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(now)) {
-    if (!(key in before)) fired[key] = value;
-  }
-  return fired as TrapConditions;
 }
 
 /** Creates two entangled portals on one node, joined by a local link. */
