@@ -5,7 +5,7 @@ import { Parcel, type ParcelObject } from '../router/parcel';
 import {
   deserializeRouter,
   readParcelFragment,
-  RemoteRouterLink,
+  routerLinkOf,
 } from '../router/remote-router-link';
 import { decodeMessage } from '../wire/codec';
 import {
@@ -197,13 +197,6 @@ function requestIntroduction(
   return null;
 }
 
-function routerLinkOf(
-  link: NodeLink,
-  sublink: bigint,
-): RemoteRouterLink | undefined {
-  const binding = link.getSublink(sublink);
-  return binding instanceof RemoteRouterLink ? binding : undefined;
-}
 
 function acceptParcel(
   node: Node,

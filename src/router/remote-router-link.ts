@@ -250,6 +250,15 @@ export class RemoteRouterLink implements RouterLink, SublinkBinding {
   }
 }
 
+/** The remote router link bound to `sublink` of `link`, if any. */
+export function routerLinkOf(
+  link: NodeLink,
+  sublink: bigint,
+): RemoteRouterLink | undefined {
+  const binding = link.getSublink(sublink);
+  return binding instanceof RemoteRouterLink ? binding : undefined;
+}
+
 /**
  * Describes a router that is leaving this node in a parcel, and turns it
  * into a proxy-to-be: its queues stay where they are, and the descriptor

@@ -5,7 +5,7 @@ import { RouterLinkState } from '../link/router-link-state';
 import type { FragmentDescriptor, MessageOf } from '../wire/messages';
 import { NodeName } from '../wire/node-name';
 import { LocalRouterLink } from './local-router-link';
-import { RemoteRouterLink } from './remote-router-link';
+import { RemoteRouterLink, routerLinkOf } from './remote-router-link';
 import type { RouteEdge } from './route-edge';
 import type { Router } from './router';
 import type { RouterLink } from './router-link';
@@ -253,7 +253,7 @@ export function acceptBypassPeerWithLink(
   link: NodeLink,
   m: MessageOf<'BypassPeerWithLink'>,
 ): Rejection {
-  const binding = bindingOf(link, m.sublink);
+  const binding = routerLinkOf(link, m.sublink);
   const t = binding?.router;
   if (t === undefined || t.outward !== binding) {
     // The route closed meanwhile: drop the reference the offer carried,
@@ -299,7 +299,7 @@ export function stopProxyingToLocalPeer(
   link: NodeLink,
   m: MessageOf<'StopProxyingToLocalPeer'>,
 ): Rejection {
-  const binding = bindingOf(link, m.sublink);
+  const binding = routerLinkOf(link, m.sublink);
   if (binding === undefined) return null;
   const edges = edgesFromT(binding.router);
   const p = edges.towardP.decaying?.localPeer() ?? null;
@@ -325,7 +325,7 @@ export function acceptBypassPeer(
   m: MessageOf<'BypassPeer'>,
   context: ReductionContext,
 ): Rejection {
-  const binding = bindingOf(link, m.sublink);
+  const binding = routerLinkOf(link, m.sublink);
   if (binding === undefined) return null;
   const t = binding.router;
   if (t.outward !== binding) return null;
@@ -349,7 +349,7 @@ function bypassToLocalPeer(
   tBinding: RemoteRouterLink,
   targetSublink: bigint,
 ): Rejection {
-  const pBinding = bindingOf(link, targetSublink);
+  const pBinding = routerLinkOf(link, targetSublink);
   if (pBinding === undefined) return null;
   const t = tBinding.router;
   const p = pBinding.router;
@@ -428,7 +428,7 @@ export function acceptBypassLink(
 ): Rejection {
   const toX = context.getLink(m.currentPeerNode);
   const binding =
-    toX === undefined ? undefined : bindingOf(toX, m.currentPeerSublink);
+    toX === undefined ? undefined : routerLinkOf(toX, m.currentPeerSublink);
   if (toX === undefined || binding === undefined) {
     // The route closed meanwhile; free the offered state's reference.
     releaseOfferedState(link, m.newLinkStateFragment);
@@ -488,7 +488,7 @@ export function stopProxying(
   link: NodeLink,
   m: MessageOf<'StopProxying'>,
 ): Rejection {
-  const binding = bindingOf(link, m.sublink);
+  const binding = routerLinkOf(link, m.sublink);
   if (binding === undefined) return null;
   const edges = edgesFromP(binding.router);
   if (edges.towardP.decaying !== binding || edges.towardT.decaying === null) {
@@ -510,7 +510,7 @@ export function proxyWillStop(
   link: NodeLink,
   m: MessageOf<'ProxyWillStop'>,
 ): Rejection {
-  const binding = bindingOf(link, m.sublink);
+  const binding = routerLinkOf(link, m.sublink);
   if (binding === undefined) return null;
   const t = binding.router;
   if (t.outward !== binding || t.outwardEdge.decaying === null) {
@@ -526,17 +526,10 @@ export function flushRouter(
   link: NodeLink,
   m: MessageOf<'FlushRouter'>,
 ): Rejection {
-  bindingOf(link, m.sublink)?.router.flush(true);
+  routerLinkOf(link, m.sublink)?.router.flush(true);
   return null;
 }
 
-function bindingOf(
-  link: NodeLink,
-  sublink: bigint,
-): RemoteRouterLink | undefined {
-  const binding = link.getSublink(sublink);
-  return binding instanceof RemoteRouterLink ? binding : undefined;
-}
 
 function descriptorOf(ref: FragmentRef): FragmentDescriptor {
   return ref.fragment.descriptor;
