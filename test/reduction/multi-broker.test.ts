@@ -51,4 +51,58 @@ for (const mode of ['sync', 'async'] as const) {
   });
 }
 
+for (const mode of ['sync', 'async'] as const) {
+  test(`clients across a chain of three brokers (${mode})`, async () => {
+    const driver: Driver = mode === 'sync' ? drivers.sync() : drivers.async();
+    const brokers = ['K1', 'K2', 'K3'].map((label) =>
+      createNode({ driver, broker: true, label }),
+    );
+    // K1 - K2 - K3: each pair gets one portal, used to pass the portal on.
+    const hops: [Portal, Portal][] = [];
+    for (let i = 0; i < 2; i++) {
+      const [left, right] = driver.createTransports();
+      const [fromLeft] = brokers[i + 1].connect(right, {
+        portals: 1,
+        toBroker: true,
+      });
+      const [toRight] = brokers[i].connect(left, { portals: 1, toBroker: true });
+      hops.push([toRight, fromLeft]);
+    }
+    const join = (broker: Node, label: string) => {
+      const node = createNode({ driver, label });
+      const [t0, t1] = driver.createTransports();
+      const [atBroker] = broker.connect(t0, { portals: 1 });
+      const [atNode] = node.connect(t1, { portals: 1, toBroker: true });
+      return { node, atBroker, atNode };
+    };
+    const a = join(brokers[0], 'A');
+    const b = join(brokers[2], 'B');
+    const nodes = [...brokers, a.node, b.node];
+
+    const [local, travelling] = a.node.openPortals();
+    a.atNode.put('', [travelling]);
+    let portal = (await nextParcel(a.atBroker, 'at K1')).handles[0] as Portal;
+    for (const [toRight, fromLeft] of hops) {
+      toRight.put('', [portal]);
+      portal = (await nextParcel(fromLeft, 'next broker')).handles[0] as Portal;
+    }
+    b.atBroker.put('', [portal]);
+    const remote = (await nextParcel(b.atNode, 'at B')).handles[0] as Portal;
+
+    for (let i = 0; i < 20; i++) {
+      local.put(`${i}`);
+      assert.is((await nextParcel(remote, 'parcel')).text(), `${i}`);
+      remote.put(`reply ${i}`);
+      assert.is((await nextParcel(local, 'reply')).text(), `reply ${i}`);
+    }
+    await until(
+      () => nodes.every((node) => node.stats().proxies === 0),
+      'proxies to go: ' +
+        nodes.map((n) => `${n.label}=${n.stats().proxies}`).join(' '),
+    );
+    assert.ok(a.node.getLink(b.node.name!), 'A links to B directly');
+    for (const node of nodes) node.close();
+  });
+}
+
 test.run();
