@@ -11,9 +11,9 @@ import type { Router } from './router';
 import type { RouterLink } from './router-link';
 
 /**
- * Route reduction, after ipcz's proxy bypass: a proxy X between the
- * route's far side P and the router T that took its portal asks to be
- * bypassed, P and T get a direct central link, and the links through X
+ * Route reduction, after ipcz's proxy bypass. A proxy X sits between the
+ * route's far side P and the router T that took its portal. X requests a
+ * bypass, P and T get a direct central link, and the links through X
  * decay once every parcel numbered before the switch has passed.
  *
  * X locks its central link to P first, naming T's node as the only one
@@ -294,7 +294,7 @@ export function acceptBypassPeerWithLink(
   return null;
 }
 
-/** X's side: T told how many parcels it sent through X. */
+/** Handles StopProxyingToLocalPeer at X: T's count of parcels via X. */
 export function stopProxyingToLocalPeer(
   link: NodeLink,
   m: MessageOf<'StopProxyingToLocalPeer'>,
