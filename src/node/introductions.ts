@@ -76,10 +76,7 @@ export class Introductions {
   }
 
   /** Handles AcceptIntroduction from the broker. */
-  accept(
-    broker: NodeLink,
-    m: MessageOf<'AcceptIntroduction'>,
-  ): string | null {
+  accept(m: MessageOf<'AcceptIntroduction'>): string | null {
     if (m.transport?.kind !== 'transport' || m.memory?.kind !== 'memory') {
       return 'AcceptIntroduction is missing its transport or memory';
     }
@@ -106,7 +103,6 @@ export class Introductions {
     this.pending.delete(key);
     waiting?.subject.next(link);
     waiting?.subject.complete();
-    void broker;
     return null;
   }
 

@@ -67,7 +67,7 @@ function handleMessage(
       node.referrals.acceptReferral(link, m),
     )
     .with({ type: 'NonBrokerReferralAccepted' }, (m) =>
-      fromBroker(link, m.type) ?? node.referrals.onAccepted(link, m),
+      fromBroker(link, m.type) ?? node.referrals.onAccepted(m),
     )
     .with({ type: 'NonBrokerReferralRejected' }, (m) =>
       fromBroker(link, m.type) ?? node.referrals.onRejected(m.referralId),
@@ -77,20 +77,19 @@ function handleMessage(
     )
     .with({ type: 'AcceptIntroduction' }, (m) =>
       fromBroker(link, m.type) ??
-      Introductions.of(node).accept(link, m),
+      Introductions.of(node).accept(m),
     )
     .with({ type: 'RejectIntroduction' }, (m) =>
       fromBroker(link, m.type) ??
       Introductions.of(node).reject(m.name),
     )
-    .with({ type: 'RequestIndirectIntroduction' }, (m) => {
+    .with({ type: 'RequestIndirectIntroduction' }, () => {
       if (!node.isBroker || link.remoteType !== 'broker') {
         return 'RequestIndirectIntroduction must go from broker to broker';
       }
       // Brokers reach each other's nodes by asking every other broker for
       // an introduction (see requestIntroduction), so this node never
       // sends RequestIndirectIntroduction and ignores one that arrives.
-      void m;
       return null;
     })
     .with({ type: 'AddBlockBuffer' }, (m) => {

@@ -231,7 +231,7 @@ export class Node implements RouterRegistry, ReductionContext {
   // --- RouterRegistry and ReductionContext ---
 
   tryStartSelfBypass(router: Router): void {
-    startSelfBypass(router, this);
+    startSelfBypass(router);
   }
 
   establishLink(name: NodeName): Observable<NodeLink> {
@@ -462,4 +462,3 @@ export class Node implements RouterRegistry, ReductionContext {
   }
 }
 
-export { Channel };

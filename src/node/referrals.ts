@@ -46,7 +46,6 @@ export class Referrals {
 
   /** The referrer's side: the broker linked the referred node. */
   onAccepted(
-    broker: NodeLink,
     message: MessageOf<'NonBrokerReferralAccepted'>,
   ): string | null {
     const referral = this.pending.get(message.referralId);
@@ -79,7 +78,6 @@ export class Referrals {
       message.numInitialPortals,
     );
     channel.activate();
-    void broker;
     return null;
   }
 

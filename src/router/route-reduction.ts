@@ -36,7 +36,7 @@ type Rejection = string | null;
  * outward link is central. Called after a flush that left both edges
  * stable.
  */
-export function startSelfBypass(x: Router, context: ReductionContext): void {
+export function startSelfBypass(x: Router): void {
   if (x.bridge !== null) {
     startBridgeBypass(x);
     return;
@@ -61,7 +61,6 @@ export function startSelfBypass(x: Router, context: ReductionContext): void {
     bypassTargetNode: outward.remoteNodeName,
     bypassTargetSublink: outward.sublink,
   });
-  void context;
 }
 
 /**

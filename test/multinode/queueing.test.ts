@@ -10,7 +10,6 @@ import {
   waitForDead,
   waitForPeerClosed,
   waitForStatus,
-  waitToGet,
   waitToGetText,
   withTimeout,
   type NodeContext,

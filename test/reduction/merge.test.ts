@@ -5,7 +5,6 @@ import {
   drivers,
   type IpczError,
   type Node,
-  type Parcel,
   type Portal,
 } from '../../src/index';
 import { nextParcel, until } from '../support/wait';

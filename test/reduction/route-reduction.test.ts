@@ -5,7 +5,6 @@ import {
   createNode,
   drivers,
   type Node,
-  type Parcel,
   type Portal,
 } from '../../src/index';
 import { nextParcel, until } from '../support/wait';

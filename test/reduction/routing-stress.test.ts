@@ -4,7 +4,6 @@ import {
   createNode,
   drivers,
   type Node,
-  type Parcel,
   type Portal,
 } from '../../src/index';
 import { nextParcel, until } from '../support/wait';
