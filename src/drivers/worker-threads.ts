@@ -107,7 +107,7 @@ export class WorkerTransport extends PortTransport<MessagePort> {
     try {
       this.port.postMessage(CLOSE_NOTICE);
     } catch {
-      // The port is already unusable; the peer sees its 'close' event.
+      // The port is already unusable; the peer gets its 'close' event.
     }
   }
 
@@ -150,7 +150,7 @@ export class WorkerTransport extends PortTransport<MessagePort> {
   }
 }
 
-/** What a closing endpoint posts last. */
+/** The message a closing endpoint posts last. */
 const CLOSE_NOTICE = { ipczRxClose: true } as const;
 
 function isCloseNotice(value: unknown): boolean {

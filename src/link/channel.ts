@@ -121,7 +121,7 @@ export class Channel {
     return rejection;
   }
 
-  /** Ends the channel and closes the transport; the peer sees an error. */
+  /** Ends the channel and closes the transport; the peer gets an error. */
   close(reason: string): void {
     if (this.state === 'ended') return;
     this.finish({ reason, badMessage: false });
@@ -140,7 +140,7 @@ export class Channel {
     }
     // An unknown message id is ignored once its header and objects are
     // valid, so that newer peers can add messages. Its objects are closed
-    // so that, say, the peer of a transport in it sees closure.
+    // so that, say, the peer of a transport in it gets closure.
     if (decoded.message === null) {
       this.closeObjects(objects);
       return true;

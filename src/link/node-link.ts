@@ -34,8 +34,8 @@ export interface NodeLinkParams {
  * multiplex routes over it.
  *
  * Incoming messages are `messages$`; the node dispatches them. The link
- * ends when its channel ends; `end$` says why, and every pending memory
- * request errors with `UNAVAILABLE` at that point.
+ * ends when its channel ends. `end$` gives the reason, and every pending
+ * memory request errors with `UNAVAILABLE` at that point.
  */
 export class NodeLink {
   readonly channel: Channel;
@@ -75,7 +75,7 @@ export class NodeLink {
         ),
     });
     this.end$.subscribe((end) => this.onEnd(end));
-    // Answers to memory requests belong to the link, which sent them.
+    // ProvideMemory replies are matched here, where the requests were sent.
     this.messages$.subscribe((message) => {
       if (message.type !== 'ProvideMemory') return;
       if (message.buffer !== null && message.buffer.kind !== 'memory') {
@@ -112,7 +112,7 @@ export class NodeLink {
    * Asks the remote node, as this node's allocation delegate, for a
    * shared memory region of `size` bytes. Cold: `RequestMemory` is sent
    * on subscription. Emits the region and completes. Errors with
-   * `RESOURCE_EXHAUSTED` when the delegate answers with no buffer, and
+   * `RESOURCE_EXHAUSTED` when the delegate replies with no buffer, and
    * with `UNAVAILABLE` when the link is lost first.
    *
    * Answers carry no request id: the first `ProvideMemory` of a size
@@ -127,7 +127,7 @@ export class NodeLink {
   }
 
   /**
-   * Answers the oldest request of `size` with `memory`, or fails it when
+   * Completes the oldest request of `size` with `memory`, or fails it when
    * `memory` is null. Returns false, after rejecting the message, when
    * no request of that size was pending.
    */
@@ -173,7 +173,7 @@ export class NodeLink {
     this.channel.reject(reason);
   }
 
-  /** Closes the link; the remote node sees it fail. */
+  /** Closes the link; the remote node's end fails. */
   close(reason: string): void {
     this.channel.close(reason);
   }

@@ -9,7 +9,7 @@ import { PROTOCOL_VERSION } from './node-connector';
 
 interface PendingIntroduction {
   subject: ReplaySubject<NodeLink>;
-  /** Brokers asked that have not answered yet. */
+  /** Brokers requested that have not replied yet. */
   outstanding: number;
 }
 
@@ -58,7 +58,7 @@ export class Introductions {
           ),
       );
     }
-    // A ReplaySubject, because under the sync driver the answer arrives
+    // A ReplaySubject, because under the sync driver the reply arrives
     // inside send(), before the caller has subscribed.
     const entry = {
       subject: new ReplaySubject<NodeLink>(1),
@@ -82,7 +82,7 @@ export class Introductions {
     }
     if (!m.name.isValid()) return 'AcceptIntroduction names an invalid node';
     if (this.node.getLink(m.name) !== undefined) {
-      // Both sides asked at once and the broker answered twice.
+      // Both sides requested at once and the broker introduced twice.
       this.node.driver.closeObject(m.transport);
       return null;
     }

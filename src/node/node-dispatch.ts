@@ -147,7 +147,7 @@ function handleMessage(
       node.serveMemoryRequest(link, m.size);
       return null;
     })
-    // The link itself matches answers to its pending requests.
+    // The link itself matches replies to its pending requests.
     .with({ type: 'ProvideMemory' }, () => null)
     .with({ type: 'RelayMessage' }, (m) => relayMessage(node, link, m))
     .with({ type: 'AcceptRelayedMessage' }, (m) =>
@@ -207,9 +207,9 @@ function acceptParcel(
   }
   const data = parcelData(link, m);
   if (data === null) {
-    // The fragment's buffer is still on its way (AddBlockBuffer may be
-    // relayed through the broker); the router orders the parcel by its
-    // sequence number whenever it arrives.
+    // The fragment's buffer is still on its way, because AddBlockBuffer
+    // may be relayed through the broker. The router orders the parcel by
+    // its sequence number whenever it arrives.
     waitForFragmentBuffer(node, link, m);
     return null;
   }

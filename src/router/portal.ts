@@ -386,7 +386,7 @@ export class Portal {
     this.router.mergeWith(other.router);
   }
 
-  /** Closes the portal; the peer sees closure after every parcel sent. */
+  /** Closes the portal; the peer gets closure after every parcel sent. */
   close(): void {
     this.requireOpen('close');
     this.state = 'closed';

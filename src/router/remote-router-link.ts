@@ -250,7 +250,7 @@ export class RemoteRouterLink implements RouterLink, SublinkBinding {
   }
 }
 
-/** The remote router link bound to `sublink` of `link`, if any. */
+/** Returns the remote router link bound to `sublink` of `link`, if any. */
 export function routerLinkOf(
   link: NodeLink,
   sublink: bigint,
@@ -262,7 +262,7 @@ export function routerLinkOf(
 /**
  * Describes a router that is leaving this node in a parcel, and turns it
  * into a proxy-to-be: its queues stay where they are, and the descriptor
- * tells the new router where the sequences continue.
+ * gives the new router where the sequences continue.
  */
 function serializeRouter(router: Router, nodeLink: NodeLink): RouterDescriptor {
   const newSublink = nodeLink.memory.allocateSublinkIds(1);

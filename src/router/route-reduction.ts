@@ -404,8 +404,8 @@ function linkToRemotePeer(
     stateOf(ref),
     ref,
   );
-  // T adopts the link before P can answer (under the sync driver P's
-  // ProxyWillStop arrives inside this send), but flushes only after the
+  // T adopts the link before P replies, because under the sync driver
+  // P's ProxyWillStop arrives inside this send. T flushes only after the
   // message introducing the sublink is on its way.
   t.adoptOutwardLink(newLink);
   toP.send({
@@ -482,7 +482,7 @@ export function acceptBypassLink(
   return null;
 }
 
-/** X's side: both ends of the bypass told it where traffic switches. */
+/** Handles StopProxying at X: sets where traffic switches links. */
 export function stopProxying(
   link: NodeLink,
   m: MessageOf<'StopProxying'>,
@@ -504,7 +504,7 @@ export function stopProxying(
   return null;
 }
 
-/** T's side: P says how many of its parcels still come through X. */
+/** Handles ProxyWillStop at T: P's count of parcels still sent via X. */
 export function proxyWillStop(
   link: NodeLink,
   m: MessageOf<'ProxyWillStop'>,
@@ -520,7 +520,7 @@ export function proxyWillStop(
   return null;
 }
 
-/** The other side became stable: retry what waited for it. */
+/** Handles FlushRouter: retries a bypass that waited for stability. */
 export function flushRouter(
   link: NodeLink,
   m: MessageOf<'FlushRouter'>,

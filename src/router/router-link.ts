@@ -4,8 +4,8 @@ import type { Router } from './router';
 
 /**
  * A link's role in its route. A central link joins the two halves of a
- * route; peripheral links extend it to proxies left behind by moved
- * portals; a bridge joins two routes after a merge.
+ * route. Peripheral links extend it to proxies left behind by moved
+ * portals. A bridge joins two routes after a merge.
  */
 export type LinkType =
   | 'central'
@@ -13,14 +13,14 @@ export type LinkType =
   | 'peripheral-outward'
   | 'bridge';
 
-/** Which end of a link this is; the two ends have opposite sides. */
+/** The end of a link; the two ends of one link have opposite sides. */
 export type LinkSide = 'A' | 'B';
 
 export function oppositeSide(side: LinkSide): LinkSide {
   return side === 'A' ? 'B' : 'A';
 }
 
-/** What one side of a route has consumed, as its peer sees it. */
+/** Parcels and bytes one side of a route has consumed. */
 export interface QueueState {
   parcels: number;
   bytes: number;
@@ -33,7 +33,7 @@ export interface QueueState {
  *
  * Central links also carry the state that coordinates route reduction:
  * each side marks itself stable when it has no decaying link, and a
- * proxy locks the link before it asks to be bypassed, so that the two
+ * proxy locks the link before it requests a bypass, so that the two
  * sides never both start a bypass.
  */
 export interface RouterLink {
@@ -49,11 +49,10 @@ export interface RouterLink {
 
   /**
    * Stores what this side has consumed. Returns true when the other side
-   * asked to be told (its monitor bit was set); the caller then calls
-   * `snapshotPeer`.
+   * set its monitor bit, in which case the caller calls `snapshotPeer`.
    */
   updateQueueState(state: QueueState): boolean;
-  /** What the other side has consumed, or null when unknown. */
+  /** Returns what the other side has consumed, or null when unknown. */
   readPeerQueueState(): QueueState | null;
   /** Asks the other side to report each consumption from now on. */
   setMonitoring(enabled: boolean): void;
@@ -64,7 +63,7 @@ export interface RouterLink {
   markSideStable(): void;
   /**
    * Locks the link for a bypass requested by node `source`. Fails unless
-   * both sides are stable and nobody holds the lock; when only this side
+   * both sides are stable and no side holds the lock; when only this side
    * is stable it leaves a waiting mark, so the other side flushes this
    * router once it is stable.
    */

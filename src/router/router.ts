@@ -84,10 +84,10 @@ export interface RouterRegistry {
 export type RouterRejection = string | null;
 
 /**
- * Most a peer may queue at a router behind a sequence gap, in parcels and
- * bytes. Honest peers leave gaps only while a route switches links, for
- * as many parcels as were in flight; a peer that never fills a gap would
- * otherwise make this node hold its parcels without bound.
+ * Maximum parcels and bytes a peer may queue at a router behind a
+ * sequence gap. Honest peers leave gaps only while a route switches
+ * links, for as many parcels as were in flight. Without a limit, a peer
+ * that never fills a gap would make this node keep its parcels forever.
  */
 export const MAX_WAITING_PARCELS = 100_000;
 export const MAX_WAITING_BYTES = 256 * 1024 * 1024;
@@ -102,7 +102,7 @@ function isOutwardType(link: RouterLink): boolean {
  *
  * A terminal router has an outward edge (toward the other portal) and
  * queues inbound parcels for its portal. A proxy also has an inward edge
- * toward the router that took its portal's place; it forwards inbound
+ * toward the router that took its portal's place. It forwards inbound
  * parcels inward and outbound parcels outward, keeping their sequence
  * numbers. Route reduction replaces links: the old one decays while
  * parcels below a known sequence length still use it.
@@ -131,7 +131,7 @@ export class Router {
   private disconnected = false;
   private closureSentOutward = false;
   private closureSentInward = false;
-  /** Set while this router asked to be bypassed and waits for the answer. */
+  /** Set from this router's bypass request until StopProxying arrives. */
   bypassInProgress = false;
 
   private bytesConsumed = 0;
@@ -257,7 +257,7 @@ export class Router {
   }
 
   /**
-   * Closes the route from this end; the peer sees closure after every
+   * Closes the route from this end. The peer gets closure after every
    * parcel put so far.
    */
   close(): void {
@@ -355,8 +355,8 @@ export class Router {
   }
 
   /**
-   * Handles an abrupt loss of `link`: ends each sequence where it stands,
-   * tells every other link, and drops them all.
+   * Handles an abrupt loss of `link`: ends each sequence at what has
+   * arrived, sends RouteDisconnected over every other link, and drops them.
    */
   acceptRouteDisconnectedFrom(link: RouterLink | null): void {
     if (this.disconnected) return;
@@ -497,7 +497,7 @@ export class Router {
 
   private acceptInbound(parcel: Parcel): RouterRejection {
     if (this.closed && this.isTerminal) {
-      // Nobody will read it; only its sequence number is checked.
+      // The portal is closed, so only the sequence number is checked.
       const valid = this.inbound.canPush(parcel.sequenceNumber);
       parcel.closeObjects();
       return valid
@@ -551,7 +551,7 @@ export class Router {
   /**
    * Moves parcels and closure along every link, finishes decaying links
    * and, for a proxy, tries route reduction. Safe to call re-entrantly: a
-   * nested call only asks the running one to loop again. `tryBypass`
+   * nested call only makes the running one loop again. `tryBypass`
    * forces a bypass attempt even if no link decayed in this flush.
    */
   flush(tryBypass = false): void {

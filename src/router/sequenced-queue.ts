@@ -76,12 +76,12 @@ export class SequencedQueue<T extends Sized> {
     return this.entries.size;
   }
 
-  /** Whether a final length is known and every element before it left. */
+  /** Returns whether a final length is known and every element left. */
   isFullyConsumed(): boolean {
     return this.finalLength !== null && this.current >= this.finalLength;
   }
 
-  /** Whether no further element can arrive (all up to the end are here). */
+  /** Returns whether every element up to the final length has arrived. */
   isComplete(): boolean {
     return (
       this.finalLength !== null && this.contiguousEnd >= this.finalLength

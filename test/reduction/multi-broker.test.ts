@@ -4,6 +4,35 @@ import type { Driver } from '../../src/drivers/driver';
 import { createNode, drivers, type Node, type Portal } from '../../src/index';
 import { nextParcel, until } from '../support/wait';
 
+
+/** Connects a new non-broker node to `broker` with one portal pair. */
+function join(driver: Driver, broker: Node, label: string) {
+  const node = createNode({ driver, label });
+  const [t0, t1] = driver.createTransports();
+  const [atBroker] = broker.connect(t0, { portals: 1 });
+  const [atNode] = node.connect(t1, { portals: 1, toBroker: true });
+  return { node, atBroker, atNode };
+}
+
+/** Exchanges 20 round trips in order, then waits for every proxy to go. */
+async function exchangeUntilDirect(
+  local: Portal,
+  remote: Portal,
+  nodes: Node[],
+): Promise<void> {
+  for (let i = 0; i < 20; i++) {
+    local.put(`${i}`);
+    assert.is((await nextParcel(remote, 'parcel')).text(), `${i}`);
+    remote.put(`reply ${i}`);
+    assert.is((await nextParcel(local, 'reply')).text(), `reply ${i}`);
+  }
+  await until(
+    () => nodes.every((node) => node.stats().proxies === 0),
+    'proxies to go: ' +
+      nodes.map((n) => `${n.label}=${n.stats().proxies}`).join(' '),
+  );
+}
+
 for (const mode of ['sync', 'async'] as const) {
   test(`clients of two brokers get a direct link (${mode})`, async () => {
     const driver: Driver = mode === 'sync' ? drivers.sync() : drivers.async();
@@ -13,15 +42,8 @@ for (const mode of ['sync', 'async'] as const) {
     const [fromFirst] = second.connect(k1, { portals: 1, toBroker: true });
     const [fromSecond] = first.connect(k0, { portals: 1, toBroker: true });
 
-    const join = (broker: Node, label: string) => {
-      const node = createNode({ driver, label });
-      const [t0, t1] = driver.createTransports();
-      const [atBroker] = broker.connect(t0, { portals: 1 });
-      const [atNode] = node.connect(t1, { portals: 1, toBroker: true });
-      return { node, atBroker, atNode };
-    };
-    const a = join(first, 'A');
-    const b = join(second, 'B');
+    const a = join(driver, first, 'A');
+    const b = join(driver, second, 'B');
     const nodes = [first, second, a.node, b.node];
 
     // A opens a pair and sends one end to B through K1 and K2.
@@ -33,17 +55,7 @@ for (const mode of ['sync', 'async'] as const) {
     b.atBroker.put('', [portal]);
     const remote = (await nextParcel(b.atNode, 'at B')).handles[0] as Portal;
 
-    for (let i = 0; i < 20; i++) {
-      local.put(`${i}`);
-      assert.is((await nextParcel(remote, 'parcel')).text(), `${i}`);
-      remote.put(`reply ${i}`);
-      assert.is((await nextParcel(local, 'reply')).text(), `reply ${i}`);
-    }
-    await until(
-      () => nodes.every((node) => node.stats().proxies === 0),
-      'proxies to go: ' +
-        nodes.map((n) => `${n.label}=${n.stats().proxies}`).join(' '),
-    );
+    await exchangeUntilDirect(local, remote, nodes);
     assert.ok(a.node.getLink(b.node.name!), 'A links to B directly');
     local.close();
     await until(() => remote.status().dead, 'peer closure');
@@ -68,15 +80,8 @@ for (const mode of ['sync', 'async'] as const) {
       const [toRight] = brokers[i].connect(left, { portals: 1, toBroker: true });
       hops.push([toRight, fromLeft]);
     }
-    const join = (broker: Node, label: string) => {
-      const node = createNode({ driver, label });
-      const [t0, t1] = driver.createTransports();
-      const [atBroker] = broker.connect(t0, { portals: 1 });
-      const [atNode] = node.connect(t1, { portals: 1, toBroker: true });
-      return { node, atBroker, atNode };
-    };
-    const a = join(brokers[0], 'A');
-    const b = join(brokers[2], 'B');
+    const a = join(driver, brokers[0], 'A');
+    const b = join(driver, brokers[2], 'B');
     const nodes = [...brokers, a.node, b.node];
 
     const [local, travelling] = a.node.openPortals();
@@ -89,17 +94,7 @@ for (const mode of ['sync', 'async'] as const) {
     b.atBroker.put('', [portal]);
     const remote = (await nextParcel(b.atNode, 'at B')).handles[0] as Portal;
 
-    for (let i = 0; i < 20; i++) {
-      local.put(`${i}`);
-      assert.is((await nextParcel(remote, 'parcel')).text(), `${i}`);
-      remote.put(`reply ${i}`);
-      assert.is((await nextParcel(local, 'reply')).text(), `reply ${i}`);
-    }
-    await until(
-      () => nodes.every((node) => node.stats().proxies === 0),
-      'proxies to go: ' +
-        nodes.map((n) => `${n.label}=${n.stats().proxies}`).join(' '),
-    );
+    await exchangeUntilDirect(local, remote, nodes);
     assert.ok(a.node.getLink(b.node.name!), 'A links to B directly');
     for (const node of nodes) node.close();
   });
